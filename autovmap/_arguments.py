@@ -1,0 +1,129 @@
+"""Call time, before any JAX work: bind arguments to parameter ranks and flatten them to leaves."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+
+from ._errors import TreeStructureError, fn_label
+from ._spec import CallSpec, ParamRank, RankTree, is_none
+
+_P = inspect.Parameter
+
+
+@dataclasses.dataclass
+class RankedArgument:
+    """One argument with a rank: its flattened leaves, their ranks, and how to rebuild it.
+
+    A leaf of rank `None` (a subtree under a `None` in a pytree rank) is kept whole and
+    passed through untouched.
+    """
+
+    key: int | str  # position in `args`, or name in `kwargs`
+    label: str  # how messages name the argument
+    value: Any
+    rank: RankTree
+    leaves: list[Any]
+    leaf_ranks: list[int | None]
+    rebuild: Callable[[list[Any]], Any]
+
+    def leaf_paths(self) -> list[str]:
+        """`label` plus the key path of each leaf; only computed for error messages."""
+        if isinstance(self.rank, int):
+            flat = jax.tree_util.tree_flatten_with_path(self.value)[0]
+            return [self.label + jax.tree_util.keystr(p) for p, _ in flat]
+        rank_paths = jax.tree_util.tree_flatten_with_path(self.rank, is_leaf=is_none)[0]
+        subtrees = jax.tree_util.tree_structure(self.rank, is_leaf=is_none).flatten_up_to(
+            self.value
+        )
+        result = []
+        for (rank_path, rank), subtree in zip(rank_paths, subtrees):
+            prefix = self.label + jax.tree_util.keystr(rank_path)
+            if rank is None:
+                result.append(prefix)
+            else:
+                sub = jax.tree_util.tree_flatten_with_path(subtree)[0]
+                result.extend(prefix + jax.tree_util.keystr(p) for p, _ in sub)
+        return result
+
+
+def _flatten(spec: CallSpec, key: int | str, label: str, value: Any, rank: RankTree) -> RankedArgument:
+    if isinstance(rank, int):
+        leaves, treedef = jax.tree_util.tree_flatten(value)
+        return RankedArgument(
+            key, label, value, rank, leaves, [rank] * len(leaves), treedef.unflatten
+        )
+    rank_leaves, rank_def = jax.tree_util.tree_flatten(rank, is_leaf=is_none)
+    try:
+        subtrees = rank_def.flatten_up_to(value)
+    except (ValueError, TypeError) as e:
+        raise TreeStructureError(
+            f"{fn_label(spec.fn)}: argument `{label}` does not have the pytree structure of its "
+            f"rank {rank!r}: {e}\nPass `{label}` with that structure, or give it a single int "
+            "rank, which applies to every leaf."
+        ) from None
+    leaves: list[Any] = []
+    leaf_ranks: list[int | None] = []
+    subdefs = []
+    for sub_rank, subtree in zip(rank_leaves, subtrees):
+        if sub_rank is None:
+            leaves.append(subtree)
+            leaf_ranks.append(None)
+            subdefs.append(None)
+        else:
+            sub_leaves, sub_def = jax.tree_util.tree_flatten(subtree)
+            leaves.extend(sub_leaves)
+            leaf_ranks.extend([sub_rank] * len(sub_leaves))
+            subdefs.append(sub_def)
+
+    def rebuild(new_leaves: list[Any]) -> Any:
+        it = iter(new_leaves)
+        return rank_def.unflatten(
+            [next(it) if d is None else d.unflatten([next(it) for _ in range(d.num_leaves)])
+             for d in subdefs]
+        )
+
+    return RankedArgument(key, label, value, rank, leaves, leaf_ranks, rebuild)
+
+
+def _binding_error(spec: CallSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TypeError:
+    try:
+        inspect.signature(spec.fn).bind(*args, **kwargs)
+    except TypeError as e:
+        return TypeError(f"{fn_label(spec.fn)}: {e}")
+    return TypeError(f"{fn_label(spec.fn)}: these arguments do not fit the signature")
+
+
+def bind_ranked(
+    spec: CallSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+) -> list[RankedArgument]:
+    """The ranked arguments of a call, flattened. `None` values and unranked ones are skipped:
+    they reach the function as the very same objects."""
+    ranked = []
+    n_positional = len(spec.positional)
+    param: ParamRank | None
+    for i, value in enumerate(args):
+        if i < n_positional:
+            param = spec.positional[i]
+        elif spec.var_positional is not None:
+            param = spec.var_positional
+        else:
+            raise _binding_error(spec, args, kwargs)
+        if param.rank is not None and value is not None:
+            label = param.label(i - n_positional)
+            ranked.append(_flatten(spec, i, label, value, param.rank))
+    for name, value in kwargs.items():
+        param = spec.by_keyword.get(name)
+        if param is None:
+            param = spec.var_keyword
+            if param is None:
+                raise _binding_error(spec, args, kwargs)
+        elif param.index < len(args):  # given both positionally and by keyword
+            raise _binding_error(spec, args, kwargs)
+        if param.rank is not None and value is not None:
+            ranked.append(_flatten(spec, name, param.label(name), value, param.rank))
+    return ranked

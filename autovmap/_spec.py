@@ -1,0 +1,161 @@
+"""Rank specifications: validate what the user wrote and pin one rank to each parameter.
+
+Everything here depends only on the decorated function's signature, so it runs once, when
+decorating. Call-time code only looks the results up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+
+from ._errors import RankSpecError, fn_label
+
+# A rank is `None` (not batched), an `int >= 0`, or a pytree of those (prefix semantics, like
+# `jax.vmap`'s `in_axes`).
+RankTree = Any
+
+_P = inspect.Parameter
+
+
+def is_none(x: object) -> bool:
+    return x is None
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamRank:
+    """The resolved rank of one parameter and where it came from."""
+
+    name: str
+    index: int  # position in the signature
+    kind: inspect._ParameterKind
+    rank: RankTree
+    source: str  # "explicit", "annotation" or "none"
+
+    def label(self, key: int | str | None = None) -> str:
+        """How messages name an argument bound to this parameter."""
+        if self.kind is _P.VAR_POSITIONAL:
+            return f"*{self.name}[{key}]"
+        if self.kind is _P.VAR_KEYWORD:
+            return f"**{self.name}[{key!r}]"
+        return self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class CallSpec:
+    """Per-parameter ranks, laid out so that binding a call is a few dict lookups."""
+
+    fn: Callable[..., Any]
+    params: tuple[ParamRank, ...]
+    positional: tuple[ParamRank, ...]  # parameters that positional arguments fill, in order
+    by_keyword: Mapping[str, ParamRank]  # parameters a keyword argument may name
+    var_positional: ParamRank | None
+    var_keyword: ParamRank | None
+
+    @property
+    def any_ranked(self) -> bool:
+        return any(p.rank is not None for p in self.params)
+
+
+def _invalid_rank(fn: Callable[..., Any], name: str, rank: object, detail: str) -> RankSpecError:
+    return RankSpecError(
+        f"{fn_label(fn)}: the rank given for parameter `{name}` is {rank!r}, {detail}. A rank is "
+        "an int >= 0 (the number of dimensions of one example), `None` (not batched), or a "
+        "pytree of those matching the argument, like `jax.vmap`'s `in_axes`."
+    )
+
+
+def validate_rank(fn: Callable[..., Any], name: str, rank: object) -> RankTree:
+    """Check one user-given rank; return it with every int leaf normalised to `int`."""
+    if rank is None:
+        return None
+    if isinstance(rank, bool):
+        raise _invalid_rank(fn, name, rank, "a bool; write 0 or 1 if you meant a rank")
+    if isinstance(rank, numbers.Integral):
+        if rank < 0:
+            raise _invalid_rank(fn, name, rank, "negative")
+        return int(rank)
+    leaves, treedef = jax.tree_util.tree_flatten(rank, is_leaf=is_none)
+    if treedef.num_nodes == 1:  # `rank` is itself a leaf: a float, a string, ...
+        raise _invalid_rank(fn, name, rank, f"of type `{type(rank).__name__}`")
+    for leaf in leaves:
+        if leaf is not None and (
+            isinstance(leaf, bool) or not isinstance(leaf, numbers.Integral) or leaf < 0
+        ):
+            raise _invalid_rank(
+                fn, name, rank, f"a pytree with the leaf {leaf!r}, which is not an int >= 0 or None"
+            )
+    return jax.tree_util.tree_unflatten(treedef, [None if r is None else int(r) for r in leaves])
+
+
+def build_call_spec(
+    fn: Callable[..., Any],
+    positional_ranks: tuple[object, ...],
+    keyword_ranks: Mapping[str, object],
+    inferred: Mapping[str, RankTree] | None = None,
+) -> CallSpec:
+    """Resolve one rank per parameter of `fn`.
+
+    Positional ranks fill the parameters in signature order (`self` included), as in
+    `jax-autovmap`; keyword ranks name parameters. Explicit ranks win over `inferred` ones
+    (from annotations).
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError) as e:
+        raise RankSpecError(
+            f"{fn_label(fn)}: cannot read the signature of {fn!r} ({e}); `auto_vmap` needs a "
+            "Python function or a callable with an inspectable signature."
+        ) from None
+    parameters = list(signature.parameters.values())
+    names = [p.name for p in parameters]
+    valid = ", ".join(f"`{n}`" for n in names) or "(none)"
+
+    if len(positional_ranks) > len(parameters):
+        raise RankSpecError(
+            f"{fn_label(fn)}: {len(positional_ranks)} positional ranks given, but the function "
+            f"has only {len(parameters)} parameters ({valid}). Positional ranks fill the "
+            "parameters in order; remove the extra ones or give ranks by name."
+        )
+    explicit: dict[str, object] = dict(zip(names, positional_ranks))
+    for name, rank in keyword_ranks.items():
+        if name not in signature.parameters:
+            raise RankSpecError(
+                f"{fn_label(fn)}: a rank is given for `{name}`, which is not a parameter of the "
+                f"function. Its parameters are {valid}."
+            )
+        if name in explicit:
+            raise RankSpecError(
+                f"{fn_label(fn)}: parameter `{name}` is given a rank twice, positionally "
+                f"({explicit[name]!r}) and by keyword ({rank!r}). Give it once."
+            )
+        explicit[name] = rank
+
+    resolved = []
+    for index, p in enumerate(parameters):
+        if p.name in explicit:
+            rank, source = validate_rank(fn, p.name, explicit[p.name]), "explicit"
+        elif inferred is not None and inferred.get(p.name) is not None:
+            rank, source = inferred[p.name], "annotation"
+        else:
+            rank, source = None, "none"
+        resolved.append(ParamRank(p.name, index, p.kind, rank, source))
+
+    def of_kind(*kinds: inspect._ParameterKind) -> tuple[ParamRank, ...]:
+        return tuple(r for r in resolved if r.kind in kinds)
+
+    var_positional = of_kind(_P.VAR_POSITIONAL)
+    var_keyword = of_kind(_P.VAR_KEYWORD)
+    return CallSpec(
+        fn=fn,
+        params=tuple(resolved),
+        positional=of_kind(_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD),
+        by_keyword={r.name: r for r in of_kind(_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)},
+        var_positional=var_positional[0] if var_positional else None,
+        var_keyword=var_keyword[0] if var_keyword else None,
+    )
