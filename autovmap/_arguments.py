@@ -122,7 +122,8 @@ def bind_ranked(
             param = spec.var_keyword
             if param is None:
                 raise _binding_error(spec, args, kwargs)
-        elif param.index < len(args):  # given both positionally and by keyword
+        elif param.kind is _P.POSITIONAL_OR_KEYWORD and param.index < len(args):
+            # given both positionally and by keyword
             raise _binding_error(spec, args, kwargs)
         if param.rank is not None and value is not None:
             ranked.append(_flatten(spec, name, param.label(name), value, param.rank))

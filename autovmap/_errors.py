@@ -58,4 +58,4 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: s
 def fn_label(fn: object) -> str:
     """`auto_vmap(name)`: how messages name the decorated function."""
     name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-    return f"`auto_vmap({name})`"
+    return f"`auto_vmap({name.rpartition('<locals>.')[2]})`"
