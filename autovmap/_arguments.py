@@ -9,6 +9,7 @@ from typing import Any
 
 import jax
 
+from ._annotations import FieldRanks
 from ._errors import TreeStructureError, fn_label
 from ._spec import CallSpec, ParamRank, RankTree, is_none
 
@@ -33,7 +34,7 @@ class RankedArgument:
 
     def leaf_paths(self) -> list[str]:
         """`label` plus the key path of each leaf; only computed for error messages."""
-        if isinstance(self.rank, int):
+        if isinstance(self.rank, (int, FieldRanks)):
             flat = jax.tree_util.tree_flatten_with_path(self.value)[0]
             return [self.label + jax.tree_util.keystr(p) for p, _ in flat]
         rank_paths = jax.tree_util.tree_flatten_with_path(self.rank, is_leaf=is_none)[0]
@@ -51,7 +52,34 @@ class RankedArgument:
         return result
 
 
+def _rank_at(rank: RankTree, path: tuple[Any, ...]) -> int | None:
+    """The rank of the leaf at `path` under a `FieldRanks`: follow field names down."""
+    for key in path:
+        if not isinstance(rank, FieldRanks):
+            break
+        rank = dict(rank.ranks).get(getattr(key, "name", None))
+    return None if isinstance(rank, FieldRanks) else rank
+
+
+def _flatten_fields(
+    spec: CallSpec, key: int | str, label: str, value: Any, rank: FieldRanks
+) -> RankedArgument:
+    flat, treedef = jax.tree_util.tree_flatten_with_path(value)
+    if treedef.num_nodes == 1 and isinstance(value, rank.cls):
+        raise TreeStructureError(
+            f"{fn_label(spec.fn)}: argument `{label}` is a `{rank.cls.__name__}`, whose "
+            "annotated fields give it ranks, but it is not a JAX pytree, so its fields cannot "
+            "be batched. Register the class with `jax.tree_util.register_dataclass` (or make "
+            f"it an `equinox.Module`), or give `{label}` an explicit rank."
+        )
+    leaves = [leaf for _, leaf in flat]
+    leaf_ranks = [_rank_at(rank, path) for path, _ in flat]
+    return RankedArgument(key, label, value, rank, leaves, leaf_ranks, treedef.unflatten)
+
+
 def _flatten(spec: CallSpec, key: int | str, label: str, value: Any, rank: RankTree) -> RankedArgument:
+    if isinstance(rank, FieldRanks):
+        return _flatten_fields(spec, key, label, value, rank)
     if isinstance(rank, int):
         leaves, treedef = jax.tree_util.tree_flatten(value)
         return RankedArgument(

@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
+from ._annotations import (
+    annotation_ranks,
+    batched_annotation,
+    caller_locals,
+    contains_jaxtyping,
+    resolve_annotations,
+)
 from ._apply import run_plan
 from ._arguments import RankedArgument, bind_ranked
+from ._check import Checker
 from ._errors import BroadcastError, RankSpecError, RankTooLargeError, fn_label, render_table
 from ._plan import IncompatibleBatchShapes, make_plan
-from ._spec import CallSpec, build_call_spec
+from ._spec import CallSpec, build_call_spec, explicit_ranks
 from ._traceback import hide_from_tracebacks
 
 hide_from_tracebacks(__file__)
@@ -73,7 +82,11 @@ def _broadcast_error(
     )
 
 
-def _call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+# Calls the function on one example: `(args, kwargs, batch_shape) -> result`.
+Invoke = Callable[[tuple[Any, ...], dict[str, Any], tuple[int, ...]], Any]
+
+
+def _call(spec: CallSpec, invoke: Invoke, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     ranked = bind_ranked(spec, args, kwargs)
     leaves: list[Any] = []
     batched: list[int] = []
@@ -89,7 +102,7 @@ def _call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                     batch_shapes.append(shape[: len(shape) - rank])
             leaves.append(leaf)
     if not batched:  # nothing to map: the function sees exactly what it was given
-        return spec.fn(*args, **kwargs)
+        return invoke(args, kwargs, ())
     try:
         plan = make_plan(tuple(batch_shapes))
     except IncompatibleBatchShapes as e:
@@ -107,7 +120,7 @@ def _call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
                 new_args[argument.key] = value
             else:
                 new_kwargs[argument.key] = value
-        return spec.fn(*new_args, **new_kwargs)
+        return invoke(tuple(new_args), new_kwargs, plan.batch_shape)
 
     return run_plan(plan, call_on_leaves, leaves, batched)
 
@@ -152,24 +165,61 @@ class AutoVmap:
         return f"auto_vmap({', '.join(parts)})"
 
     def __call__(self, fn: Callable[..., Any]) -> Any:
+        return self._decorate(fn, caller_locals(1))
+
+    def _decorate(self, fn: Any, localns: dict[str, Any] | None) -> Any:
         if isinstance(fn, (staticmethod, classmethod)):
             # Either decorator order works: batch the underlying function, re-wrap it.
-            return type(fn)(self(fn.__func__))
+            return type(fn)(self._decorate(fn.__func__, localns))
         if not callable(fn):
             raise TypeError(
                 f"`auto_vmap` decorates functions; got {fn!r}. Use `@auto_vmap(...)` with "
                 "ranks, or `@auto_vmap` on a function."
             )
-        spec = build_call_spec(fn, self.positional_ranks, self.keyword_ranks)
-        if not spec.any_ranked:  # nothing to batch: behave exactly as undecorated
+        explicit = explicit_ranks(fn, self.positional_ranks, self.keyword_ranks)
+        annotations, unresolved = resolve_annotations(fn, localns)
+        spec = build_call_spec(
+            fn, explicit, annotation_ranks(fn, annotations, unresolved, set(explicit))
+        )
+        checked = self.check and any(map(contains_jaxtyping, annotations.values()))
+        if not spec.any_ranked and not checked:  # nothing to do: behave exactly as undecorated
             return fn
+        invoke: Invoke
+        if checked:
+            invoke = Checker(fn, annotations).call
+        else:
+            invoke = lambda args, kwargs, batch_shape: fn(*args, **kwargs)  # noqa: E731
 
         @functools.wraps(fn)
         def batched(*args: Any, **kwargs: Any) -> Any:
-            return _call(spec, args, kwargs)
+            return _call(spec, invoke, args, kwargs)
 
+        batched.__signature__ = _batched_signature(spec, annotations)  # type: ignore[attr-defined]
+        batched.__annotations__ = {
+            name: p.annotation
+            for name, p in batched.__signature__.parameters.items()  # type: ignore[attr-defined]
+            if p.annotation is not inspect.Parameter.empty
+        }
+        if "return" in annotations:
+            batched.__annotations__["return"] = batched.__signature__.return_annotation  # type: ignore[attr-defined]
         batched.__autovmap_spec__ = spec  # type: ignore[attr-defined]
         return batched
+
+
+def _batched_signature(spec: CallSpec, annotations: dict[str, Any]) -> inspect.Signature:
+    """The signature of the batched interface: each ranked parameter's (and the return's)
+    array annotations gain a broadcastable batch prefix, `"*#batch n"`, so that outer
+    `jaxtyped`/typeguard/beartype checks accept batched arguments."""
+    signature = inspect.signature(spec.fn)
+    parameters = []
+    for param, rank in zip(signature.parameters.values(), spec.params):
+        if param.name in annotations and rank.rank is not None:
+            param = param.replace(annotation=batched_annotation(annotations[param.name]))
+        parameters.append(param)
+    return_annotation = signature.return_annotation
+    if "return" in annotations:
+        return_annotation = batched_annotation(annotations["return"])
+    return signature.replace(parameters=parameters, return_annotation=return_annotation)
 
 
 def auto_vmap(
@@ -206,7 +256,7 @@ def auto_vmap(
     if len(ranks) == 1 and not keyword_ranks and (
         callable(ranks[0]) or isinstance(ranks[0], (staticmethod, classmethod))
     ):
-        return AutoVmap(check=check, chunk_size=chunk_size)(ranks[0])
+        return AutoVmap(check=check, chunk_size=chunk_size)._decorate(ranks[0], caller_locals(1))
     return AutoVmap(*ranks, check=check, chunk_size=chunk_size, **keyword_ranks)
 
 

@@ -93,38 +93,25 @@ def validate_rank(fn: Callable[..., Any], name: str, rank: object) -> RankTree:
     return jax.tree_util.tree_unflatten(treedef, [None if r is None else int(r) for r in leaves])
 
 
-def build_call_spec(
-    fn: Callable[..., Any],
-    positional_ranks: tuple[object, ...],
-    keyword_ranks: Mapping[str, object],
-    inferred: Mapping[str, RankTree] | None = None,
-) -> CallSpec:
-    """Resolve one rank per parameter of `fn`.
+def explicit_ranks(
+    fn: Callable[..., Any], positional_ranks: tuple[object, ...], keyword_ranks: Mapping[str, object]
+) -> dict[str, RankTree]:
+    """The validated explicit rank of each parameter named, by name.
 
     Positional ranks fill the parameters in signature order (`self` included), as in
-    `jax-autovmap`; keyword ranks name parameters. Explicit ranks win over `inferred` ones
-    (from annotations).
+    `jax-autovmap`; keyword ranks name parameters.
     """
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError) as e:
-        raise RankSpecError(
-            f"{fn_label(fn)}: cannot read the signature of {fn!r} ({e}); `auto_vmap` needs a "
-            "Python function or a callable with an inspectable signature."
-        ) from None
-    parameters = list(signature.parameters.values())
-    names = [p.name for p in parameters]
-    valid = ", ".join(f"`{n}`" for n in names) or "(none)"
-
+    parameters = list(_signature(fn).parameters)
+    valid = ", ".join(f"`{n}`" for n in parameters) or "(none)"
     if len(positional_ranks) > len(parameters):
         raise RankSpecError(
             f"{fn_label(fn)}: {len(positional_ranks)} positional ranks given, but the function "
             f"has only {len(parameters)} parameters ({valid}). Positional ranks fill the "
             "parameters in order; remove the extra ones or give ranks by name."
         )
-    explicit: dict[str, object] = dict(zip(names, positional_ranks))
+    explicit: dict[str, object] = dict(zip(parameters, positional_ranks))
     for name, rank in keyword_ranks.items():
-        if name not in signature.parameters:
+        if name not in parameters:
             raise RankSpecError(
                 f"{fn_label(fn)}: a rank is given for `{name}`, which is not a parameter of the "
                 f"function. Its parameters are {valid}."
@@ -135,12 +122,28 @@ def build_call_spec(
                 f"({explicit[name]!r}) and by keyword ({rank!r}). Give it once."
             )
         explicit[name] = rank
+    return {name: validate_rank(fn, name, rank) for name, rank in explicit.items()}
 
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError) as e:
+        raise RankSpecError(
+            f"{fn_label(fn)}: cannot read the signature of {fn!r} ({e}); `auto_vmap` needs a "
+            "Python function or a callable with an inspectable signature."
+        ) from None
+
+
+def build_call_spec(
+    fn: Callable[..., Any], explicit: Mapping[str, RankTree], inferred: Mapping[str, RankTree]
+) -> CallSpec:
+    """One rank per parameter of `fn`: explicit ranks win over `inferred` ones (annotations)."""
     resolved = []
-    for index, p in enumerate(parameters):
+    for index, p in enumerate(_signature(fn).parameters.values()):
         if p.name in explicit:
-            rank, source = validate_rank(fn, p.name, explicit[p.name]), "explicit"
-        elif inferred is not None and inferred.get(p.name) is not None:
+            rank, source = explicit[p.name], "explicit"
+        elif inferred.get(p.name) is not None:
             rank, source = inferred[p.name], "annotation"
         else:
             rank, source = None, "none"
