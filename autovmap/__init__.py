@@ -3,6 +3,7 @@
 from ._core import AutoVmap as AutoVmap
 from ._core import auto_vmap as auto_vmap
 from ._core import autovmap as autovmap
+from ._check import AnnotationCheckError as AnnotationCheckError
 from ._errors import AutoVmapError as AutoVmapError
 from ._errors import BatchShapeError as BatchShapeError
 from ._errors import BroadcastError as BroadcastError

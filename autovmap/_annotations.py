@@ -156,6 +156,8 @@ def batched_annotation(t: Any) -> Any:
     """`t` with a broadcastable variadic batch prefix: `Float[Array, "n"]` becomes
     `Float[Array, "*#batch n"]`, so that checking the batched call against it works."""
     if is_array_annotation(t):
+        if t.index_variadic is not None:  # already takes any number of dims; only one may vary
+            return t
         return t.dtype[t.array_type, f"*#batch {t.dim_str}".strip()]
     if _is_pytree_annotation(t):
         return jaxtyping.PyTree[batched_annotation(t.leaftype)]  # type: ignore[misc]

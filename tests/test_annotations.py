@@ -1,0 +1,196 @@
+"""Ranks read from jaxtyping annotations, one test per annotation form."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jaxtyping import Array, ArrayLike, Float, Int, PyTree, Scalar
+
+from autovmap import RankSpecError, TreeStructureError, auto_vmap
+from oracle import assert_trees_close, loop
+
+
+def ranks_of(fn):
+    return {p.name: p.rank for p in fn.__autovmap_spec__.params}
+
+
+def test_every_dim_kind_counts_one():
+    @auto_vmap
+    def f(a: Float[Array, "n n"], b: Float[Array, ""], c: Float[Array, "3 _ #k n+1"], d: Scalar):
+        return a.sum() + b + c.sum() + d
+
+    assert ranks_of(f) == {"a": 2, "b": 0, "c": 4, "d": 0}
+
+
+def test_all_decorator_forms_read_annotations():
+    def quad(s: Float[Array, ""], v: Float[Array, "n"], m: Float[Array, "n n"]) -> Float[Array, ""]:
+        return v @ m @ v + s * v.size
+
+    s, v, m = jnp.ones((2, 1)), jnp.ones((2, 5, 3)), jnp.ones((3, 3))
+    expected = loop(quad, [s, v, m], [0, 1, 2], (2, 5))
+    for decorated in (auto_vmap(quad), auto_vmap()(quad), auto_vmap(check=False)(quad)):
+        assert_trees_close(decorated(s, v, m), expected)
+
+
+def test_explicit_rank_overrides_the_annotation_parameter_by_parameter():
+    @auto_vmap(x=None)
+    def f(x: Float[Array, "n"], y: Float[Array, "n"]):
+        return x * y
+
+    assert ranks_of(f) == {"x": None, "y": 1}
+    out = f(jnp.ones(3), jnp.ones((4, 3)))
+    assert out.shape == (4, 3)
+
+
+def test_pytree_annotation_gives_every_leaf_the_rank():
+    @auto_vmap
+    def f(p: PyTree[Float[Array, "n"]]) -> Float[Array, ""]:
+        return p["a"] @ p["b"]
+
+    assert ranks_of(f) == {"p": 1}
+    assert f({"a": jnp.ones((4, 3)), "b": jnp.ones(3)}).shape == (4,)
+
+
+def test_optional_and_union_annotations():
+    @auto_vmap
+    def f(x: Float[Array, "n"], y: Optional[Float[Array, "n"]] = None, z: Float[Array, "n"] | None = None):
+        return x.sum() + (0.0 if y is None else y.sum()) + (0.0 if z is None else z.sum())
+
+    assert ranks_of(f) == {"x": 1, "y": 1, "z": 1}
+    assert f(jnp.ones((4, 3))).shape == (4,)
+    np.testing.assert_allclose(f(jnp.ones((4, 3)), z=jnp.ones((2, 1, 3))), np.full((2, 4), 6.0))
+
+
+def test_array_or_numpy_and_arraylike_annotations():
+    @auto_vmap
+    def f(x: Float[Array | np.ndarray, "n"], s: Float[ArrayLike, ""]):
+        return s * x.sum()
+
+    assert ranks_of(f) == {"x": 1, "s": 0}
+    np.testing.assert_allclose(f(np.ones((2, 3), np.float32), 2.0), np.full(2, 6.0))
+    np.testing.assert_allclose(f(np.ones(3, np.float32), jnp.array([1.0, 2.0])), [3.0, 6.0])
+
+
+def test_plain_and_missing_annotations_are_not_batched():
+    marker = object()
+
+    @auto_vmap
+    def f(x: Float[Array, "n"], k: int, name: str, fn: callable, other, obj: object = marker):
+        assert obj is marker and name == "n" and k == 2
+        return fn(x) * k
+
+    assert ranks_of(f) == {"x": 1, "k": None, "name": None, "fn": None, "other": None, "obj": None}
+    np.testing.assert_allclose(f(jnp.ones((4, 3)), 2, "n", jnp.sum, None), np.full(4, 6.0))
+
+
+def test_no_array_annotations_and_no_ranks_is_the_function_itself():
+    def f(x: int, y) -> int:
+        return x
+
+    assert auto_vmap(f) is f
+
+
+def test_string_annotations_resolve_with_local_names():
+    # This module uses `from __future__ import annotations`: every annotation is a string.
+    Vector = Float[Array, "n"]
+
+    @auto_vmap
+    def f(v: Vector) -> Float[Array, ""]:
+        return v.sum()
+
+    assert ranks_of(f) == {"v": 1}
+
+
+def test_unresolvable_annotation_says_which_parameter():
+    with pytest.raises(RankSpecError, match=r"`v`.*NameError.*auto_vmap\(v=RANK\)"):
+
+        @auto_vmap
+        def f(v: NoSuchName):  # noqa: F821
+            return v
+
+    @auto_vmap(v=1)  # an explicit rank needs no annotation
+    def g(v: NoSuchName):  # noqa: F821
+        return v.sum()
+
+    assert g(jnp.ones((2, 3))).shape == (2,)
+
+
+@pytest.mark.parametrize("dims", ["*b n", "...", "n *rest"])
+def test_variadic_annotation_fails_at_decoration_with_the_fix(dims):
+    def f(x: Float[Array, dims]):  # noqa: F821
+        return x
+
+    f.__annotations__ = {"x": Float[Array, dims]}
+    with pytest.raises(RankSpecError, match=r"`x`.*variadic.*auto_vmap\(x=RANK\).*auto_vmap\(x=None\)"):
+        auto_vmap(f)
+    assert auto_vmap(x=1)(f)(jnp.ones((2, 3))).shape == (2, 3)
+
+
+def test_union_of_different_ranks_needs_an_explicit_rank():
+    def f(x: Float[Array, "n"] | Float[Array, "n n"]):
+        return x
+
+    with pytest.raises(RankSpecError, match="`x`.*no single rank"):
+        auto_vmap(f)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class Params:
+    w: Float[Array, "n m"]
+    b: Float[Array, "m"]
+    name: str = dataclasses.field(default="layer", metadata=dict(static=True))
+
+
+def layer(p: Params, x: Float[Array, "n"]) -> Float[Array, "m"]:
+    return jnp.tanh(x @ p.w + p.b)
+
+
+def test_dataclass_fields_give_a_pytree_of_ranks():
+    step = auto_vmap(layer)
+    rng = np.random.default_rng(0)
+    w, b, x = rng.normal(size=(4, 1, 3, 2)), rng.normal(size=(5, 2)), rng.normal(size=(4, 5, 3))
+    out = step(Params(jnp.asarray(w), jnp.asarray(b)), jnp.asarray(x))
+    expected = np.stack(
+        [np.stack([layer(Params(w[i, 0], b[j]), x[i, j]) for j in range(5)]) for i in range(4)]
+    )
+    assert_trees_close(out, expected, rtol=1e-4)
+
+
+def test_dataclass_that_is_not_a_pytree_is_a_clear_error():
+    @dataclasses.dataclass
+    class Plain:
+        w: Float[Array, "n"]
+
+    @auto_vmap
+    def f(p: Plain) -> Float[Array, ""]:
+        return p.w.sum()
+
+    with pytest.raises(TreeStructureError, match="register_dataclass"):
+        f(Plain(jnp.ones((2, 3))))
+
+
+def test_equinox_module_fields_give_a_pytree_of_ranks():
+    eqx = pytest.importorskip("equinox")
+
+    class Linear(eqx.Module):
+        w: Float[Array, "n m"]
+        b: Float[Array, "m"]
+        scale: float = 1.0
+
+        def __call__(self, x: Float[Array, "n"]) -> Float[Array, "m"]:
+            return self.scale * (x @ self.w + self.b)
+
+    @auto_vmap
+    def apply(model: Linear, x: Float[Array, "n"]) -> Float[Array, "m"]:
+        return model(x)
+
+    model = Linear(jnp.ones((6, 3, 2)), jnp.zeros(2))  # 6 models sharing a bias
+    out = apply(model, jnp.ones((4, 1, 3)))
+    assert out.shape == (4, 6, 2)
+    np.testing.assert_allclose(out, np.full((4, 6, 2), 3.0))

@@ -1,0 +1,112 @@
+"""Run-time checks of every example against the jaxtyping annotations."""
+
+import inspect
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import typeguard
+from jaxtyping import Array, Float, Int, TypeCheckError, jaxtyped
+
+from autovmap import AnnotationCheckError, auto_vmap
+
+
+@auto_vmap
+def add(a: Float[Array, "n"], b: Float[Array, "n"]) -> Float[Array, "n"]:
+    return a + b  # a size-1 `b` would silently broadcast here
+
+
+@pytest.mark.parametrize("transform", [lambda f: f, jax.jit], ids=["eager", "jit"])
+def test_named_dim_must_agree_across_arguments(transform):
+    with pytest.raises(AnnotationCheckError) as info:
+        transform(add)(jnp.ones((2, 3)), jnp.ones((2, 1)))
+    message = str(info.value)
+    for needle in ["auto_vmap(add)", "argument `b`", "float32[1]", "Float[Array, 'n']",
+                   "n=3", "batch shape (2,)", "dimension n"]:
+        assert needle in message, (needle, message)
+    assert isinstance(info.value, TypeCheckError)
+
+
+def test_valid_calls_pass():
+    np.testing.assert_allclose(add(jnp.ones((2, 3)), jnp.ones(3)), np.full((2, 3), 2.0))
+    np.testing.assert_allclose(jax.jit(add)(jnp.ones((4, 2, 3)), jnp.ones((2, 3))), 2.0)
+
+
+def test_matrix_dims_must_agree_with_vector():
+    @auto_vmap
+    def quad(v: Float[Array, "n"], m: Float[Array, "n n"]) -> Float[Array, ""]:
+        return v @ m @ v
+
+    with pytest.raises(AnnotationCheckError, match=r"argument `m` is float32\[3,4\]"):
+        quad(jnp.ones((5, 3)), jnp.ones((3, 4)))
+
+
+def test_wrong_dtype_is_caught():
+    @auto_vmap
+    def f(i: Int[Array, "n"], x: Float[Array, "n"]) -> Float[Array, "n"]:
+        return x * i
+
+    with pytest.raises(AnnotationCheckError, match=r"argument `i` is float32\[3\].*dtype"):
+        f(jnp.ones((2, 3)), jnp.ones((2, 3)))
+    assert f(jnp.ones((2, 3), jnp.int32), jnp.ones(3)).shape == (2, 3)
+
+
+def test_wrong_return_shape_is_caught():
+    @auto_vmap
+    def f(x: Float[Array, "n"]) -> Float[Array, ""]:
+        return x * 2  # claims a scalar, returns a vector
+
+    with pytest.raises(AnnotationCheckError, match=r"the return value is float32\[3\].*batch shape \(4,\)"):
+        f(jnp.ones((4, 3)))
+    with pytest.raises(AnnotationCheckError, match="return value"):  # unbatched calls are checked too
+        f(jnp.ones(3))
+
+
+def test_check_false_turns_checks_off():
+    @auto_vmap(check=False)
+    def loose(a: Float[Array, "n"], b: Float[Array, "n"]) -> Float[Array, "n"]:
+        return a + b
+
+    assert loose(jnp.ones((2, 3)), jnp.ones((2, 1))).shape == (2, 3)
+
+
+def test_checks_also_apply_with_explicit_ranks():
+    @auto_vmap(a=1, b=1)
+    def f(a: Float[Array, "n"], b: Float[Array, "n"]):
+        return a + b
+
+    with pytest.raises(AnnotationCheckError):
+        f(jnp.ones((2, 3)), jnp.ones((2, 1)))
+
+
+def test_checks_run_once_per_trace_under_jit():
+    traces = []
+
+    @auto_vmap
+    def f(x: Float[Array, "n"]) -> Float[Array, ""]:
+        traces.append(x.shape)
+        return x.sum()
+
+    g = jax.jit(f)
+    g(jnp.ones((5, 3)))
+    g(jnp.ones((5, 3)))
+    assert traces == [(3,)]
+
+
+def _check_call(fn, *args):
+    """What an outer `jaxtyped` check of the wrapper does: every argument against the
+    wrapper's signature, in one memo scope."""
+    bound = inspect.signature(fn).bind(*args)
+    with jaxtyped("context"):
+        for name, value in bound.arguments.items():
+            typeguard.check_type(value, inspect.signature(fn).parameters[name].annotation)
+
+
+def test_batched_signature_accepts_batched_arguments_and_catches_core_mismatch():
+    params = inspect.signature(add).parameters
+    assert params["a"].annotation.dim_str == "*#batch n"
+    assert inspect.signature(add).return_annotation.dim_str == "*#batch n"
+    _check_call(add, jnp.ones((7, 1, 3)), jnp.ones((5, 3)))  # broadcastable batches pass
+    with pytest.raises(typeguard.TypeCheckError):
+        _check_call(add, jnp.ones((7, 3)), jnp.ones((7, 4)))  # core dim n differs
