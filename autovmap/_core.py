@@ -86,7 +86,13 @@ def _broadcast_error(
 Invoke = Callable[[tuple[Any, ...], dict[str, Any], tuple[int, ...]], Any]
 
 
-def _call(spec: CallSpec, invoke: Invoke, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _call(
+    spec: CallSpec,
+    invoke: Invoke,
+    chunk_size: int | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
     ranked = bind_ranked(spec, args, kwargs)
     leaves: list[Any] = []
     batched: list[int] = []
@@ -122,7 +128,7 @@ def _call(spec: CallSpec, invoke: Invoke, args: tuple[Any, ...], kwargs: dict[st
                 new_kwargs[argument.key] = value
         return invoke(tuple(new_args), new_kwargs, plan.batch_shape)
 
-    return run_plan(plan, call_on_leaves, leaves, batched)
+    return run_plan(plan, call_on_leaves, leaves, batched, chunk_size)
 
 
 class AutoVmap:
@@ -192,7 +198,7 @@ class AutoVmap:
 
         @functools.wraps(fn)
         def batched(*args: Any, **kwargs: Any) -> Any:
-            return _call(spec, invoke, args, kwargs)
+            return _call(spec, invoke, self.chunk_size, args, kwargs)
 
         batched.__signature__ = _batched_signature(spec, annotations)  # type: ignore[attr-defined]
         batched.__annotations__ = {

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 
 Shape = tuple[int, ...]
 
@@ -37,7 +38,10 @@ class Plan:
         levels: one entry per `jax.vmap` level, outermost first: the `in_axes` (0 or None) of
             each participant at that level.
         mapped_shape: the sizes of the mapped levels; differs from `batch_shape` only by the
-            size-1 dimensions no leaf maps, which are put back into the outputs by a reshape.
+            size-1 dimensions no leaf maps (and by merging), which the outputs get back by
+            a reshape.
+        merged_batch_shapes: `None`, or for a merged plan (see `merge_levels`) the batch shape
+            each participant is reshaped to before mapping.
     """
 
     batch_shape: Shape
@@ -45,6 +49,7 @@ class Plan:
     participants: tuple[int, ...]
     levels: tuple[tuple[int | None, ...], ...]
     mapped_shape: Shape
+    merged_batch_shapes: tuple[Shape, ...] | None = None
 
 
 def broadcast_batch_shapes(batch_shapes: tuple[Shape, ...]) -> Shape:
@@ -90,4 +95,32 @@ def make_plan(batch_shapes: tuple[Shape, ...]) -> Plan:
         participants=participants,
         levels=levels,
         mapped_shape=tuple(batch_shape[axis] for axis in mapped_axes),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def merge_levels(plan: Plan) -> Plan:
+    """Merge runs of adjacent levels in which exactly the same leaves are mapped into one level.
+
+    A participant mapped in a run has those batch dims next to each other, so merging them is
+    a free reshape. Only for concrete arrays: under tracing the program must stay the one
+    hand-written nested `jax.vmap` gives.
+    """
+    runs: list[list[int]] = []  # indices into plan.levels
+    for i, in_axes in enumerate(plan.levels):
+        if runs and plan.levels[runs[-1][0]] == in_axes:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    if len(runs) == len(plan.levels):
+        return plan
+    sizes = [math.prod(plan.mapped_shape[i] for i in run) for run in runs]
+    return dataclasses.replace(
+        plan,
+        levels=tuple(plan.levels[run[0]] for run in runs),
+        mapped_shape=tuple(sizes),
+        merged_batch_shapes=tuple(
+            tuple(size for run, size in zip(runs, sizes) if plan.levels[run[0]][p] == 0)
+            for p in range(len(plan.participants))
+        ),
     )
