@@ -10,5 +10,8 @@ from ._errors import BroadcastError as BroadcastError
 from ._errors import RankSpecError as RankSpecError
 from ._errors import RankTooLargeError as RankTooLargeError
 from ._errors import TreeStructureError as TreeStructureError
+from ._explain import plan as plan
+from ._report import LeafPlan as LeafPlan
+from ._report import Plan as Plan
 
 __version__ = "0.1.0"

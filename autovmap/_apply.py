@@ -1,4 +1,4 @@
-"""Run a `Plan`: squeeze broadcast dims, merge or chunk, nest `jax.vmap`, reshape outputs."""
+"""Run a `VmapPlan`: squeeze broadcast dims, merge or chunk, nest `jax.vmap`, reshape outputs."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._plan import Plan, merge_levels
+from ._plan import VmapPlan, merge_levels
 
 
 def _squeeze(x: Any, axes: tuple[int, ...]) -> Any:
@@ -31,7 +31,7 @@ def _mergeable(x: Any) -> bool:
     )
 
 
-def _merge(plan: Plan, mapped: list[Any]) -> tuple[Plan, list[Any]]:
+def _merge(plan: VmapPlan, mapped: list[Any]) -> tuple[VmapPlan, list[Any]]:
     merged = merge_levels(plan)
     if merged.merged_batch_shapes is None:
         return plan, mapped
@@ -42,14 +42,14 @@ def _merge(plan: Plan, mapped: list[Any]) -> tuple[Plan, list[Any]]:
     return merged, reshaped
 
 
-def _nested_vmap(plan: Plan, per_example: Callable[..., Any], mapped: list[Any]) -> Any:
+def _nested_vmap(plan: VmapPlan, per_example: Callable[..., Any], mapped: list[Any]) -> Any:
     fn = per_example
     for in_axes in reversed(plan.levels):
         fn = jax.vmap(fn, in_axes=in_axes)
     return fn(*mapped)
 
 
-def _chunked(plan: Plan, per_example: Callable[..., Any], mapped: list[Any], chunk_size: int) -> Any:
+def _chunked(plan: VmapPlan, per_example: Callable[..., Any], mapped: list[Any], chunk_size: int) -> Any:
     """Evaluate the flattened batch `chunk_size` examples at a time (`jax.lax.map`).
 
     Leaves mapped at every level are reshaped to one batch dim and sliced by `lax.map`;
@@ -77,7 +77,7 @@ def _chunked(plan: Plan, per_example: Callable[..., Any], mapped: list[Any], chu
 
 
 def run_plan(
-    plan: Plan,
+    plan: VmapPlan,
     call_on_leaves: Callable[[list[Any]], Any],
     leaves: Sequence[Any],
     batched: Sequence[int],

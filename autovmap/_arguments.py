@@ -27,10 +27,14 @@ class RankedArgument:
     key: int | str  # position in `args`, or name in `kwargs`
     label: str  # how messages name the argument
     value: Any
-    rank: RankTree
+    param: ParamRank
     leaves: list[Any]
     leaf_ranks: list[int | None]
     rebuild: Callable[[list[Any]], Any]
+
+    @property
+    def rank(self) -> RankTree:
+        return self.param.rank
 
     def leaf_paths(self) -> list[str]:
         """`label` plus the key path of each leaf; only computed for error messages."""
@@ -62,8 +66,9 @@ def _rank_at(rank: RankTree, path: tuple[Any, ...]) -> int | None:
 
 
 def _flatten_fields(
-    spec: CallSpec, key: int | str, label: str, value: Any, rank: FieldRanks
+    spec: CallSpec, key: int | str, label: str, value: Any, param: ParamRank
 ) -> RankedArgument:
+    rank = param.rank
     flat, treedef = jax.tree_util.tree_flatten_with_path(value)
     if treedef.num_nodes == 1 and isinstance(value, rank.cls):
         raise TreeStructureError(
@@ -74,16 +79,17 @@ def _flatten_fields(
         )
     leaves = [leaf for _, leaf in flat]
     leaf_ranks = [_rank_at(rank, path) for path, _ in flat]
-    return RankedArgument(key, label, value, rank, leaves, leaf_ranks, treedef.unflatten)
+    return RankedArgument(key, label, value, param, leaves, leaf_ranks, treedef.unflatten)
 
 
-def _flatten(spec: CallSpec, key: int | str, label: str, value: Any, rank: RankTree) -> RankedArgument:
+def _flatten(spec: CallSpec, key: int | str, label: str, value: Any, param: ParamRank) -> RankedArgument:
+    rank = param.rank
     if isinstance(rank, FieldRanks):
-        return _flatten_fields(spec, key, label, value, rank)
+        return _flatten_fields(spec, key, label, value, param)
     if isinstance(rank, int):
         leaves, treedef = jax.tree_util.tree_flatten(value)
         return RankedArgument(
-            key, label, value, rank, leaves, [rank] * len(leaves), treedef.unflatten
+            key, label, value, param, leaves, [rank] * len(leaves), treedef.unflatten
         )
     rank_leaves, rank_def = jax.tree_util.tree_flatten(rank, is_leaf=is_none)
     try:
@@ -115,7 +121,7 @@ def _flatten(spec: CallSpec, key: int | str, label: str, value: Any, rank: RankT
              for d in subdefs]
         )
 
-    return RankedArgument(key, label, value, rank, leaves, leaf_ranks, rebuild)
+    return RankedArgument(key, label, value, param, leaves, leaf_ranks, rebuild)
 
 
 def _binding_error(spec: CallSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TypeError:
@@ -143,7 +149,7 @@ def bind_ranked(
             raise _binding_error(spec, args, kwargs)
         if param.rank is not None and value is not None:
             label = param.label(i - n_positional)
-            ranked.append(_flatten(spec, i, label, value, param.rank))
+            ranked.append(_flatten(spec, i, label, value, param))
     for name, value in kwargs.items():
         param = spec.by_keyword.get(name)
         if param is None:
@@ -154,5 +160,5 @@ def bind_ranked(
             # given both positionally and by keyword
             raise _binding_error(spec, args, kwargs)
         if param.rank is not None and value is not None:
-            ranked.append(_flatten(spec, name, param.label(name), value, param.rank))
+            ranked.append(_flatten(spec, name, param.label(name), value, param))
     return ranked

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
@@ -14,121 +15,21 @@ from ._annotations import (
     contains_jaxtyping,
     resolve_annotations,
 )
-from ._apply import run_plan
-from ._arguments import RankedArgument, bind_ranked
+from ._call import Invoke, call
 from ._check import Checker
-from ._errors import BroadcastError, RankSpecError, RankTooLargeError, fn_label, render_table
-from ._plan import IncompatibleBatchShapes, make_plan
+from ._errors import RankSpecError
 from ._spec import CallSpec, build_call_spec, explicit_ranks
 from ._traceback import hide_from_tracebacks
 
 hide_from_tracebacks(__file__)
 
-_PYTHON_SCALARS = (bool, int, float, complex)
+@dataclasses.dataclass(frozen=True)
+class Decorated:
+    """What `auto_vmap` attaches to the functions it returns, as `__autovmap__`, for `plan`
+    and `python -m autovmap inspect`."""
 
-
-def _shape_of(leaf: Any) -> tuple[int, ...] | None:
-    """The shape of an array-like leaf; `None` for leaves that are not arrays (strings, ...)."""
-    shape = getattr(leaf, "shape", None)
-    if shape is not None and hasattr(leaf, "dtype"):
-        return tuple(shape)
-    if isinstance(leaf, _PYTHON_SCALARS):
-        return ()
-    return None
-
-
-def _fmt_shape(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
-
-
-def _shape_rows(ranked: list[RankedArgument]) -> list[list[str]]:
-    """One row per ranked array leaf: label, shape, rank, batch shape."""
-    rows = []
-    for argument in ranked:
-        for path, leaf, rank in zip(argument.leaf_paths(), argument.leaves, argument.leaf_ranks):
-            shape = _shape_of(leaf)
-            if rank is None or shape is None:
-                continue
-            batch = _fmt_shape(shape[: len(shape) - rank]) if len(shape) >= rank else "-"
-            rows.append([path, _fmt_shape(shape), str(rank), batch])
-    return rows
-
-
-def _rank_too_large(
-    spec: CallSpec, argument: RankedArgument, leaf_index: int, shape: tuple[int, ...], rank: int
-) -> RankTooLargeError:
-    path = argument.leaf_paths()[leaf_index]
-    core = ", ".join(f"d{i}" for i in range(rank))
-    return RankTooLargeError(
-        f"{fn_label(spec.fn)}: argument `{path}` has shape {_fmt_shape(shape)} "
-        f"({len(shape)} dims), but its rank is {rank}: one example has {rank} dims, so the "
-        f"argument needs at least {rank}.\nPass `{path}` with shape (*batch, {core}), or give "
-        "it a smaller rank."
-    )
-
-
-def _broadcast_error(
-    spec: CallSpec, ranked: list[RankedArgument], error: IncompatibleBatchShapes, ndim: int
-) -> BroadcastError:
-    sizes = " and ".join(map(str, error.sizes))
-    table = render_table(["argument", "shape", "rank", "batch shape"], _shape_rows(ranked))
-    return BroadcastError(
-        f"{fn_label(spec.fn)}: the batch shapes of the arguments do not broadcast: batch "
-        f"dimension {error.axis - ndim} (counted from the right) has sizes {sizes}.\n{table}\n"
-        "Batch shapes are aligned on the right, and in each position the sizes must be equal "
-        "or 1 (a size-1 or missing dimension stretches). Make the sizes agree, or insert a "
-        "size-1 axis (`x[:, None]`) to combine every example of one argument with every "
-        "example of another."
-    )
-
-
-# Calls the function on one example: `(args, kwargs, batch_shape) -> result`.
-Invoke = Callable[[tuple[Any, ...], dict[str, Any], tuple[int, ...]], Any]
-
-
-def _call(
-    spec: CallSpec,
-    invoke: Invoke,
-    chunk_size: int | None,
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-) -> Any:
-    ranked = bind_ranked(spec, args, kwargs)
-    leaves: list[Any] = []
-    batched: list[int] = []
-    batch_shapes: list[tuple[int, ...]] = []
-    for argument in ranked:
-        for i, (leaf, rank) in enumerate(zip(argument.leaves, argument.leaf_ranks)):
-            shape = None if rank is None else _shape_of(leaf)
-            if shape is not None:
-                if len(shape) < rank:
-                    raise _rank_too_large(spec, argument, i, shape, rank)
-                if len(shape) > rank:
-                    batched.append(len(leaves))
-                    batch_shapes.append(shape[: len(shape) - rank])
-            leaves.append(leaf)
-    if not batched:  # nothing to map: the function sees exactly what it was given
-        return invoke(args, kwargs, ())
-    try:
-        plan = make_plan(tuple(batch_shapes))
-    except IncompatibleBatchShapes as e:
-        raise _broadcast_error(spec, ranked, e, max(map(len, batch_shapes))) from None
-
-    def call_on_leaves(example_leaves: list[Any]) -> Any:
-        new_args = list(args)
-        new_kwargs = dict(kwargs)
-        start = 0
-        for argument in ranked:
-            stop = start + len(argument.leaves)
-            value = argument.rebuild(example_leaves[start:stop])
-            start = stop
-            if isinstance(argument.key, int):
-                new_args[argument.key] = value
-            else:
-                new_kwargs[argument.key] = value
-        return invoke(tuple(new_args), new_kwargs, plan.batch_shape)
-
-    return run_plan(plan, call_on_leaves, leaves, batched, chunk_size)
+    spec: CallSpec
+    chunk_size: int | None
 
 
 class AutoVmap:
@@ -198,7 +99,7 @@ class AutoVmap:
 
         @functools.wraps(fn)
         def batched(*args: Any, **kwargs: Any) -> Any:
-            return _call(spec, invoke, self.chunk_size, args, kwargs)
+            return call(spec, invoke, self.chunk_size, args, kwargs)
 
         batched.__signature__ = _batched_signature(spec, annotations)  # type: ignore[attr-defined]
         batched.__annotations__ = {
@@ -208,7 +109,7 @@ class AutoVmap:
         }
         if "return" in annotations:
             batched.__annotations__["return"] = batched.__signature__.return_annotation  # type: ignore[attr-defined]
-        batched.__autovmap_spec__ = spec  # type: ignore[attr-defined]
+        batched.__autovmap__ = Decorated(spec, self.chunk_size)  # type: ignore[attr-defined]
         return batched
 
 

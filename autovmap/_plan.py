@@ -26,7 +26,7 @@ class IncompatibleBatchShapes(Exception):
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
+class VmapPlan:
     """How to evaluate one call, for the leaves that have batch dimensions.
 
     Attributes:
@@ -66,8 +66,8 @@ def broadcast_batch_shapes(batch_shapes: tuple[Shape, ...]) -> Shape:
 
 
 @functools.lru_cache(maxsize=4096)  # thread-safe; keyed by shapes only, so bounded and shared
-def make_plan(batch_shapes: tuple[Shape, ...]) -> Plan:
-    """Plan a call whose batched leaves have these (non-empty) batch shapes."""
+def make_plan(batch_shapes: tuple[Shape, ...]) -> VmapPlan:
+    """VmapPlan a call whose batched leaves have these (non-empty) batch shapes."""
     batch_shape = broadcast_batch_shapes(batch_shapes)
     ndim = len(batch_shape)
     # kept[i][axis] is True where leaf i carries the full, non-1 batch dimension `axis`.
@@ -89,7 +89,7 @@ def make_plan(batch_shapes: tuple[Shape, ...]) -> Plan:
     levels = tuple(
         tuple(0 if kept[i][axis] else None for i in participants) for axis in mapped_axes
     )
-    return Plan(
+    return VmapPlan(
         batch_shape=batch_shape,
         squeeze_axes=tuple(squeeze_axes),
         participants=participants,
@@ -99,7 +99,7 @@ def make_plan(batch_shapes: tuple[Shape, ...]) -> Plan:
 
 
 @functools.lru_cache(maxsize=4096)
-def merge_levels(plan: Plan) -> Plan:
+def merge_levels(plan: VmapPlan) -> VmapPlan:
     """Merge runs of adjacent levels in which exactly the same leaves are mapped into one level.
 
     A participant mapped in a run has those batch dims next to each other, so merging them is

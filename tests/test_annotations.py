@@ -16,7 +16,7 @@ from oracle import assert_trees_close, loop
 
 
 def ranks_of(fn):
-    return {p.name: p.rank for p in fn.__autovmap_spec__.params}
+    return {p.name: p.rank for p in fn.__autovmap__.spec.params}
 
 
 def test_every_dim_kind_counts_one():

@@ -98,7 +98,7 @@ def test_broadcast_error_lists_every_batched_argument_in_a_table():
     with pytest.raises(BroadcastError) as info:
         auto_vmap(0, 1, 2)(quad)(np.zeros((2,)), jnp.ones((7, 4, 3)), jnp.ones((5, 3, 3)))
     lines = str(info.value).splitlines()
-    assert lines[1].split() == ["argument", "shape", "rank", "batch", "shape"]
-    assert lines[2].split() == ["s", "(2,)", "0", "(2,)"]
-    assert lines[3].split() == ["v", "(7,", "4,", "3)", "1", "(7,", "4)"]
-    assert lines[4].split() == ["m", "(5,", "3,", "3)", "2", "(5,)"]
+    assert lines[1].split() == ["argument", "rank", "from", "shape", "batch", "shape"]
+    assert lines[2].split() == ["s", "0", "explicit", "(2,)", "(2,)"]
+    assert lines[3].split() == ["v", "1", "explicit", "(7,", "4,", "3)", "(7,", "4)"]
+    assert lines[4].split() == ["m", "2", "explicit", "(5,", "3,", "3)", "(5,)"]

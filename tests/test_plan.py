@@ -1,0 +1,57 @@
+"""`autovmap.plan` describes a call without running it."""
+
+import jax.numpy as jnp
+import pytest
+from jaxtyping import Array, Float
+
+from autovmap import BroadcastError, LeafPlan, auto_vmap, plan
+
+
+@auto_vmap(s=0, v=1, m=2)
+def quad(s, v, m):
+    raise AssertionError("plan must not call the function")
+
+
+def test_plan_reports_batch_shape_levels_and_in_axes():
+    p = plan(quad, 2.0, jnp.ones((4, 6, 7, 3)), jnp.ones((7, 3, 3)))
+    assert p.batch_shape == (4, 6, 7)
+    assert p.levels == 3 and p.eager_levels == 2  # the two levels mapping only `v` merge
+    assert p.leaves == (
+        LeafPlan("s", 0, "explicit", (), (), (None, None, None)),
+        LeafPlan("v", 1, "explicit", (4, 6, 7, 3), (4, 6, 7), (0, 0, 0)),
+        LeafPlan("m", 2, "explicit", (7, 3, 3), (7,), (None, None, 0)),
+    )
+    text = str(p).splitlines()
+    assert "batch shape (4, 6, 7)" in text[0]
+    assert text[2].split() == ["s", "0", "explicit", "()", "()", "-", "-", "-"]
+    assert text[4].split() == ["m", "2", "explicit", "(7,", "3,", "3)", "(7,)", "-", "-", "0"]
+
+
+def test_size_one_dims_are_broadcast_not_levels():
+    p = plan(quad, 2.0, jnp.ones((7, 1, 3)), jnp.ones((1, 5, 3, 3)))
+    assert p.batch_shape == (7, 5) and p.levels == 2
+    assert [leaf.in_axes for leaf in p.leaves] == [(None, None), (0, None), (None, 0)]
+
+
+def test_annotation_sources_paths_and_chunks():
+    @auto_vmap(chunk_size=8)
+    def f(p: dict, x: Float[Array, "n"]) -> Float[Array, ""]:
+        return x.sum()
+
+    g = auto_vmap(p={"w": 2})(f.__wrapped__)
+    p = plan(g, {"w": jnp.ones((5, 2, 2))}, jnp.ones(2))
+    assert [(l.argument, l.source) for l in p.leaves] == [("p['w']", "explicit"), ("x", "annotation")]
+    assert "chunks of at most 8" in str(plan(f, {}, jnp.ones((9, 2))))
+
+
+def test_methods_and_errors():
+    class Model:
+        @auto_vmap(None, 1)
+        def apply(self, v):
+            return v.sum()
+
+    assert plan(Model().apply, jnp.ones((3, 2))).batch_shape == (3,)
+    with pytest.raises(BroadcastError):
+        plan(quad, 2.0, jnp.ones((7, 4, 3)), jnp.ones((5, 3, 3)))
+    with pytest.raises(TypeError, match="auto_vmap"):
+        plan(lambda x: x, 1.0)
