@@ -30,6 +30,8 @@ class Decorated:
 
     spec: CallSpec
     chunk_size: int | None
+    annotations: dict[str, Any]  # resolved annotations by name, "return" included
+    checked: bool
 
 
 class AutoVmap:
@@ -109,7 +111,9 @@ class AutoVmap:
         }
         if "return" in annotations:
             batched.__annotations__["return"] = batched.__signature__.return_annotation  # type: ignore[attr-defined]
-        batched.__autovmap__ = Decorated(spec, self.chunk_size)  # type: ignore[attr-defined]
+        batched.__autovmap__ = Decorated(  # type: ignore[attr-defined]
+            spec, self.chunk_size, annotations, checked
+        )
         return batched
 
 

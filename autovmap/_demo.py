@@ -1,9 +1,12 @@
-"""The README quickstart: one function written for single examples, called on batches."""
+"""`python -m autovmap`: the README quickstart, one function written for single examples
+called on batches."""
 
 import jax
 import jax.numpy as jnp
 
-from autovmap import BroadcastError, auto_vmap
+from ._errors import BroadcastError
+from ._core import auto_vmap
+from ._explain import plan
 
 
 @auto_vmap(s=0, v=1, m=2)  # a scalar, a vector and a matrix per example
@@ -19,11 +22,9 @@ def main() -> None:
     print("(7, 1, 3) x (7, 5, 3, 3) ->", out.shape)
     out = jax.jit(quad)(s, jnp.ones((20000, 3)), jnp.eye(3))  # one matrix, never copied
     print("20000 vectors, 1 matrix ->", out.shape, "under jax.jit")
+    print("\nWhat a call does, without running it (`autovmap.plan`):")
+    print(plan(quad, s, jnp.ones((7, 1, 3)), jnp.ones((7, 5, 3, 3))))
     try:
         quad(s, jnp.ones((7, 4, 3)), jnp.ones((5, 3, 3)))
     except BroadcastError as e:
         print("\nA mistake is caught before jax.vmap runs:\n" + str(e))
-
-
-if __name__ == "__main__":
-    main()
