@@ -24,7 +24,7 @@ def test_code_blocks_run(page):
 def test_readme_opens_with_the_two_commands():
     text = (ROOT / "README.md").read_text()
     commands = re.findall(r"^```bash\n(.*?)\n```", text, re.DOTALL | re.MULTILINE)[:2]
-    assert "examples/quickstart.py" in commands[0]
+    assert "python -m autovmap" in commands[0]
     assert "'.[test]'" in commands[1] and "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert ".venv/bin/python -m pytest" in commands[1] and ".venv/bin/python -m pytest" in ci
