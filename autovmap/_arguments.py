@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
+import numpy as np
 
 from ._annotations import FieldRanks
 from ._errors import TreeStructureError, fn_label
@@ -16,7 +17,7 @@ from ._spec import CallSpec, ParamRank, RankTree, is_none
 _P = inspect.Parameter
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class RankedArgument:
     """One argument with a rank: its flattened leaves, their ranks, and how to rebuild it.
 
@@ -25,7 +26,6 @@ class RankedArgument:
     """
 
     key: int | str  # position in `args`, or name in `kwargs`
-    label: str  # how messages name the argument
     value: Any
     param: ParamRank
     leaves: list[Any]
@@ -35,6 +35,10 @@ class RankedArgument:
     @property
     def rank(self) -> RankTree:
         return self.param.rank
+
+    @property
+    def label(self) -> str:
+        return _label(self.param, self.key)
 
     def leaf_paths(self) -> list[str]:
         """`label` plus the key path of each leaf; only computed for error messages."""
@@ -56,6 +60,14 @@ class RankedArgument:
         return result
 
 
+def _label(param: ParamRank, key: int | str) -> str:
+    """How messages name an argument: `v`, `*args[1]`, `**kwargs['x']`."""
+    if param.kind is _P.VAR_POSITIONAL:
+        assert isinstance(key, int)
+        return param.label(key - param.index)  # *args comes right after the positionals
+    return param.label(key)
+
+
 def _rank_at(rank: RankTree, path: tuple[Any, ...]) -> int | None:
     """The rank of the leaf at `path` under a `FieldRanks`: follow field names down."""
     for key in path:
@@ -65,10 +77,9 @@ def _rank_at(rank: RankTree, path: tuple[Any, ...]) -> int | None:
     return None if isinstance(rank, FieldRanks) else rank
 
 
-def _flatten_fields(
-    spec: CallSpec, key: int | str, label: str, value: Any, param: ParamRank
-) -> RankedArgument:
+def _flatten_fields(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> RankedArgument:
     rank = param.rank
+    label = _label(param, key)
     flat, treedef = jax.tree_util.tree_flatten_with_path(value)
     if treedef.num_nodes == 1 and isinstance(value, rank.cls):
         raise TreeStructureError(
@@ -79,18 +90,23 @@ def _flatten_fields(
         )
     leaves = [leaf for _, leaf in flat]
     leaf_ranks = [_rank_at(rank, path) for path, _ in flat]
-    return RankedArgument(key, label, value, param, leaves, leaf_ranks, treedef.unflatten)
+    return RankedArgument(key, value, param, leaves, leaf_ranks, treedef.unflatten)
 
 
-def _flatten(spec: CallSpec, key: int | str, label: str, value: Any, param: ParamRank) -> RankedArgument:
+def _single_leaf(leaves: list[Any]) -> Any:
+    return leaves[0]
+
+
+def _flatten(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> RankedArgument:
     rank = param.rank
-    if isinstance(rank, FieldRanks):
-        return _flatten_fields(spec, key, label, value, param)
     if isinstance(rank, int):
+        if isinstance(value, (jax.Array, np.ndarray)):  # the common case, without tree_flatten
+            return RankedArgument(key, value, param, [value], [rank], _single_leaf)
         leaves, treedef = jax.tree_util.tree_flatten(value)
-        return RankedArgument(
-            key, label, value, param, leaves, [rank] * len(leaves), treedef.unflatten
-        )
+        return RankedArgument(key, value, param, leaves, [rank] * len(leaves), treedef.unflatten)
+    if isinstance(rank, FieldRanks):
+        return _flatten_fields(spec, key, value, param)
+    label = _label(param, key)
     rank_leaves, rank_def = jax.tree_util.tree_flatten(rank, is_leaf=is_none)
     try:
         subtrees = rank_def.flatten_up_to(value)
@@ -121,7 +137,7 @@ def _flatten(spec: CallSpec, key: int | str, label: str, value: Any, param: Para
              for d in subdefs]
         )
 
-    return RankedArgument(key, label, value, param, leaves, leaf_ranks, rebuild)
+    return RankedArgument(key, value, param, leaves, leaf_ranks, rebuild)
 
 
 def _binding_error(spec: CallSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TypeError:
@@ -148,8 +164,7 @@ def bind_ranked(
         else:
             raise _binding_error(spec, args, kwargs)
         if param.rank is not None and value is not None:
-            label = param.label(i - n_positional)
-            ranked.append(_flatten(spec, i, label, value, param))
+            ranked.append(_flatten(spec, i, value, param))
     for name, value in kwargs.items():
         param = spec.by_keyword.get(name)
         if param is None:
@@ -160,5 +175,5 @@ def bind_ranked(
             # given both positionally and by keyword
             raise _binding_error(spec, args, kwargs)
         if param.rank is not None and value is not None:
-            ranked.append(_flatten(spec, name, param.label(name), value, param))
+            ranked.append(_flatten(spec, name, value, param))
     return ranked

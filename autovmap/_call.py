@@ -6,6 +6,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import jax
+
 from ._apply import run_plan
 from ._arguments import RankedArgument, bind_ranked
 from ._errors import BroadcastError, RankTooLargeError, fn_label
@@ -24,6 +26,8 @@ Invoke = Callable[[tuple[Any, ...], dict[str, Any], tuple[int, ...]], Any]
 
 def shape_of(leaf: Any) -> tuple[int, ...] | None:
     """The shape of an array-like leaf; `None` for leaves that are not arrays (strings, ...)."""
+    if isinstance(leaf, jax.Array):  # the common case first: this runs for every leaf
+        return leaf.shape
     shape = getattr(leaf, "shape", None)
     if shape is not None and hasattr(leaf, "dtype"):
         return tuple(shape)

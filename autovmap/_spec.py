@@ -37,7 +37,7 @@ class ParamRank:
     rank: RankTree
     source: str  # "explicit", "annotation" or "none"
 
-    def label(self, key: int | str | None = None) -> str:
+    def label(self, key: int | str) -> str:
         """How messages name an argument bound to this parameter."""
         if self.kind is _P.VAR_POSITIONAL:
             return f"*{self.name}[{key}]"
