@@ -160,7 +160,7 @@ def batched_annotation(t: Any) -> Any:
             return t
         return t.dtype[t.array_type, f"*#batch {t.dim_str}".strip()]
     if _is_pytree_annotation(t):
-        return jaxtyping.PyTree[batched_annotation(t.leaftype)]  # type: ignore[misc]
+        return jaxtyping.PyTree[batched_annotation(t.leaftype)]
     if typing.get_origin(t) in _UNION_TYPES:
         return typing.Union[tuple(batched_annotation(m) for m in typing.get_args(t))]
     return t

@@ -104,6 +104,7 @@ def run_plan(
         return call_on_leaves(example)
 
     n_examples = math.prod(plan.mapped_shape)
+    lead: tuple[int, ...]
     if chunk_size is not None and n_examples > chunk_size:
         out, lead = _chunked(plan, per_example, mapped, chunk_size), (n_examples,)
     else:

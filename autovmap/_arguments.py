@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -46,9 +47,8 @@ class RankedArgument:
             flat = jax.tree_util.tree_flatten_with_path(self.value)[0]
             return [self.label + jax.tree_util.keystr(p) for p, _ in flat]
         rank_paths = jax.tree_util.tree_flatten_with_path(self.rank, is_leaf=is_none)[0]
-        subtrees = jax.tree_util.tree_structure(self.rank, is_leaf=is_none).flatten_up_to(
-            self.value
-        )
+        rank_def: Any = jax.tree_util.tree_structure(self.rank, is_leaf=is_none)
+        subtrees = rank_def.flatten_up_to(self.value)
         result = []
         for (rank_path, rank), subtree in zip(rank_paths, subtrees):
             prefix = self.label + jax.tree_util.keystr(rank_path)
@@ -73,7 +73,7 @@ def _rank_at(rank: RankTree, path: tuple[Any, ...]) -> int | None:
     for key in path:
         if not isinstance(rank, FieldRanks):
             break
-        rank = dict(rank.ranks).get(getattr(key, "name", None))
+        rank = dict(rank.ranks).get(getattr(key, "name", ""))
     return None if isinstance(rank, FieldRanks) else rank
 
 
@@ -81,7 +81,7 @@ def _flatten_fields(spec: CallSpec, key: int | str, value: Any, param: ParamRank
     rank = param.rank
     label = _label(param, key)
     flat, treedef = jax.tree_util.tree_flatten_with_path(value)
-    if treedef.num_nodes == 1 and isinstance(value, rank.cls):
+    if jax.tree_util.treedef_is_leaf(treedef) and isinstance(value, rank.cls):
         raise TreeStructureError(
             f"{fn_label(spec.fn)}: argument `{label}` is a `{rank.cls.__name__}`, whose "
             "annotated fields give it ranks, but it is not a JAX pytree, so its fields cannot "
@@ -90,11 +90,15 @@ def _flatten_fields(spec: CallSpec, key: int | str, value: Any, param: ParamRank
         )
     leaves = [leaf for _, leaf in flat]
     leaf_ranks = [_rank_at(rank, path) for path, _ in flat]
-    return RankedArgument(key, value, param, leaves, leaf_ranks, treedef.unflatten)
+    return RankedArgument(key, value, param, leaves, leaf_ranks, _unflatten(treedef))
 
 
 def _single_leaf(leaves: list[Any]) -> Any:
     return leaves[0]
+
+
+def _unflatten(treedef: Any) -> Callable[[list[Any]], Any]:
+    return functools.partial(jax.tree_util.tree_unflatten, treedef)
 
 
 def _flatten(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> RankedArgument:
@@ -103,10 +107,11 @@ def _flatten(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> Ra
         if isinstance(value, (jax.Array, np.ndarray)):  # the common case, without tree_flatten
             return RankedArgument(key, value, param, [value], [rank], _single_leaf)
         leaves, treedef = jax.tree_util.tree_flatten(value)
-        return RankedArgument(key, value, param, leaves, [rank] * len(leaves), treedef.unflatten)
+        return RankedArgument(key, value, param, leaves, [rank] * len(leaves), _unflatten(treedef))
     if isinstance(rank, FieldRanks):
         return _flatten_fields(spec, key, value, param)
     label = _label(param, key)
+    rank_def: Any
     rank_leaves, rank_def = jax.tree_util.tree_flatten(rank, is_leaf=is_none)
     try:
         subtrees = rank_def.flatten_up_to(value)
@@ -116,9 +121,9 @@ def _flatten(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> Ra
             f"rank {rank!r}: {e}\nPass `{label}` with that structure, or give it a single int "
             "rank, which applies to every leaf."
         ) from None
-    leaves: list[Any] = []
+    leaves = []
     leaf_ranks: list[int | None] = []
-    subdefs = []
+    subdefs: list[Any] = []  # a treedef per int rank, None where the rank is None
     for sub_rank, subtree in zip(rank_leaves, subtrees):
         if sub_rank is None:
             leaves.append(subtree)

@@ -106,8 +106,11 @@ def prepare(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Pr
     batch_shapes: list[tuple[int, ...]] = []
     for argument in ranked:
         for i, (leaf, rank) in enumerate(zip(argument.leaves, argument.leaf_ranks)):
-            shape = None if rank is None else shape_of(leaf)
-            if shape is not None:
+            if rank is None:
+                shape = None
+            else:
+                shape = shape_of(leaf)
+            if shape is not None and rank is not None:
                 if len(shape) < rank:
                     raise _rank_too_large(spec, argument, i, shape, rank)
                 if len(shape) > rank:

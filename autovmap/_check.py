@@ -41,7 +41,7 @@ def _bindings() -> str:
     Taken from jaxtyping's public `print_bindings`, minus its header sentences."""
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        jaxtyping.print_bindings()
+        jaxtyping.print_bindings()  # type: ignore[no-untyped-call]
     lines = [line for line in out.getvalue().splitlines() if "=" in line and " " not in line]
     return ", ".join(lines) or "none"
 

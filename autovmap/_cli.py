@@ -39,7 +39,7 @@ def _notes(record: Decorated, name: str, rank: Any) -> str:
             f"batched calls pass arrays here; annotate `Float[ArrayLike, \"\"]`, not "
             f"`{annotation.__name__}`"
         )
-    if is_array_annotation(annotation) and annotation.index_variadic is None:
+    if annotation is not None and is_array_annotation(annotation) and annotation.index_variadic is None:
         implied = rank_of_annotation(annotation)
         if isinstance(rank, int) and rank != implied:
             return f"explicit rank {rank} differs from the annotation's {implied}"

@@ -4,13 +4,12 @@ called on batches."""
 import jax
 import jax.numpy as jnp
 
-from ._errors import BroadcastError
-from ._core import auto_vmap
-from ._explain import plan
+# Imported as a user would: the demo reads like user code, and type-checks against the stub.
+from autovmap import BroadcastError, auto_vmap, plan
 
 
 @auto_vmap(s=0, v=1, m=2)  # a scalar, a vector and a matrix per example
-def quad(s, v, m):
+def quad(s: jax.Array, v: jax.Array, m: jax.Array) -> jax.Array:
     return v @ m @ v + s * v.size
 
 

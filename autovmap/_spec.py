@@ -81,7 +81,7 @@ def validate_rank(fn: Callable[..., Any], name: str, rank: object) -> RankTree:
             raise _invalid_rank(fn, name, rank, "negative")
         return int(rank)
     leaves, treedef = jax.tree_util.tree_flatten(rank, is_leaf=is_none)
-    if treedef.num_nodes == 1:  # `rank` is itself a leaf: a float, a string, ...
+    if jax.tree_util.treedef_is_leaf(treedef):  # `rank` is itself a leaf: a float, a str, ...
         raise _invalid_rank(fn, name, rank, f"of type `{type(rank).__name__}`")
     for leaf in leaves:
         if leaf is not None and (
