@@ -11,6 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._plan import VmapPlan, merge_levels
+from ._traceback import hide_from_tracebacks
+
+hide_from_tracebacks(__file__)
 
 
 def _squeeze(x: Any, axes: tuple[int, ...]) -> Any:

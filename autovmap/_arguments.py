@@ -14,6 +14,9 @@ import numpy as np
 from ._annotations import FieldRanks
 from ._errors import TreeStructureError, fn_label
 from ._spec import CallSpec, ParamRank, RankTree, is_none
+from ._traceback import hide_from_tracebacks
+
+hide_from_tracebacks(__file__)
 
 _P = inspect.Parameter
 
@@ -115,11 +118,12 @@ def _flatten(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> Ra
     rank_leaves, rank_def = jax.tree_util.tree_flatten(rank, is_leaf=is_none)
     try:
         subtrees = rank_def.flatten_up_to(value)
-    except (ValueError, TypeError) as e:
+    except (ValueError, TypeError):
+        got = jax.tree_util.tree_structure(value)
         raise TreeStructureError(
             f"{fn_label(spec.fn)}: argument `{label}` does not have the pytree structure of its "
-            f"rank {rank!r}: {e}\nPass `{label}` with that structure, or give it a single int "
-            "rank, which applies to every leaf."
+            f"rank {rank!r}.\n  expected: {rank_def}\n  got:      {got}\nPass `{label}` with "
+            "that structure, or give it a single int rank, which applies to every leaf."
         ) from None
     leaves = []
     leaf_ranks: list[int | None] = []
@@ -153,11 +157,17 @@ def _binding_error(spec: CallSpec, args: tuple[Any, ...], kwargs: Mapping[str, A
     return TypeError(f"{fn_label(spec.fn)}: these arguments do not fit the signature")
 
 
+def _given(param: ParamRank, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    positional = param.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
+    return (positional and param.index < len(args)) or param.name in kwargs
+
+
 def bind_ranked(
     spec: CallSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]
 ) -> list[RankedArgument]:
     """The ranked arguments of a call, flattened. `None` values and unranked ones are skipped:
-    they reach the function as the very same objects."""
+    they reach the function as the very same objects. Calls that do not fit the signature
+    raise the usual `TypeError` here, before any batching."""
     ranked = []
     n_positional = len(spec.positional)
     param: ParamRank | None
@@ -181,4 +191,10 @@ def bind_ranked(
             raise _binding_error(spec, args, kwargs)
         if param.rank is not None and value is not None:
             ranked.append(_flatten(spec, name, value, param))
+    for param in spec.required:
+        if not _given(param, args, kwargs):
+            raise _binding_error(spec, args, kwargs)
+    for param, default in spec.ranked_defaults:
+        if not _given(param, args, kwargs):  # passed on by keyword, batched if it has batch dims
+            ranked.append(_flatten(spec, param.name, default, param))
     return ranked

@@ -77,24 +77,30 @@ def _rank_too_large(
     core = ", ".join(f"d{i}" for i in range(rank))
     return RankTooLargeError(
         f"{fn_label(spec.fn)}: argument `{path}` has shape {fmt_shape(shape)} "
-        f"({len(shape)} dims), but its rank is {rank}: one example has {rank} dims, so the "
+        f"({_dims(len(shape))}), but its rank is {rank}: one example has {_dims(rank)}, so the "
         f"argument needs at least {rank}.\nPass `{path}` with shape (*batch, {core}), or give "
         "it a smaller rank."
     )
+
+
+def _dims(n: int) -> str:
+    return f"{n} dim" if n == 1 else f"{n} dims"
 
 
 def _broadcast_error(
     spec: CallSpec, ranked: list[RankedArgument], error: IncompatibleBatchShapes, ndim: int
 ) -> BroadcastError:
     sizes = " and ".join(map(str, error.sizes))
-    table = leaf_table(_leaf_plans(spec, ranked, None), with_levels=False)
+    leaves = _leaf_plans(spec, ranked, None)
+    example = next(leaf.argument for leaf in leaves if leaf.batch_shape)
     return BroadcastError(
         f"{fn_label(spec.fn)}: the batch shapes of the arguments do not broadcast: batch "
-        f"dimension {error.axis - ndim} (counted from the right) has sizes {sizes}.\n{table}\n"
+        f"dimension {error.axis - ndim} (counted from the right) has sizes {sizes}.\n"
+        f"{leaf_table(leaves, with_levels=False)}\n"
         "Batch shapes are aligned on the right, and in each position the sizes must be equal "
         "or 1 (a size-1 or missing dimension stretches). Make the sizes agree, or insert a "
-        "size-1 axis (`x[:, None]`) to combine every example of one argument with every "
-        "example of another."
+        f"size-1 axis (e.g. `{example}[:, None]`) to combine every example of one argument "
+        "with every example of another."
     )
 
 

@@ -19,8 +19,11 @@ import typeguard
 
 from ._annotations import annotation_str
 from ._errors import AutoVmapError, fn_label
+from ._traceback import hide_from_tracebacks
 
 _P = inspect.Parameter
+
+hide_from_tracebacks(__file__)
 
 
 class AnnotationCheckError(AutoVmapError, jaxtyping.TypeCheckError):

@@ -142,27 +142,51 @@ def auto_vmap(
     `1` for a vector, `2` for a matrix), `None` for "not batched", or a pytree of those
     matching the argument (like `jax.vmap`'s `in_axes`). Ranks go by keyword, or positionally
     in parameter order (`self` included), or both, as long as no parameter is named twice.
+    Parameters without an explicit rank take it from their jaxtyping annotation
+    (`Float[Array, "n n"]` has rank 2); `@auto_vmap`, `@auto_vmap()` and `auto_vmap(fn)` read
+    every rank from annotations.
 
     The batched function takes arguments with any extra leading dimensions. The batch shapes
     (`shape[:ndim - rank]` of each array) broadcast NumPy-style, and every output leaf gets
     the broadcast batch shape prepended. Size-1 batch dimensions are mapped with
-    `in_axes=None`, never copied.
+    `in_axes=None`, never copied. Under `jax.jit` the program is the one hand-written nested
+    `jax.vmap` gives.
 
     ```python
     import jax.numpy as jnp
+    from jaxtyping import Array, Float
     from autovmap import auto_vmap
 
     @auto_vmap(s=0, v=1, m=2)
     def quad(s, v, m):
         return v @ m @ v + s * v.size
 
-    quad(2.0, jnp.ones((7, 1, 3)), jnp.ones((5, 3, 3))).shape  # (7, 5)
+    assert quad(2.0, jnp.ones((7, 1, 3)), jnp.ones((5, 3, 3))).shape == (7, 5)
+
+    @auto_vmap
+    def dist(a: Float[Array, "n"], b: Float[Array, "n"]) -> Float[Array, ""]:
+        return jnp.linalg.norm(a - b)
+
+    assert dist(jnp.ones((4, 1, 3)), jnp.zeros((6, 3))).shape == (4, 6)
     ```
 
+    Args:
+        *ranks: ranks of the parameters, in signature order.
+        check: with jaxtyping annotations, check every example's arguments and return value
+            against them, in one memo scope so named dims agree (once per trace under
+            `jax.jit`). `False` turns the checks off.
+        chunk_size: evaluate the flattened batch at most this many examples at a time
+            (`jax.lax.map`), bounding peak memory; results are identical.
+        **keyword_ranks: ranks of the parameters, by name. `check` and `chunk_size` are
+            options, so rank parameters with those names positionally.
+
     Raises:
-        RankSpecError: when decorating, if a rank is invalid or names no parameter.
+        RankSpecError: when decorating, if a rank is invalid or names no parameter, or an
+            annotation gives no fixed rank (`"*b n"`).
         RankTooLargeError, BroadcastError, TreeStructureError: when calling, before
             `jax.vmap` runs, if the arguments do not fit their ranks.
+        AnnotationCheckError: when calling with checks on, if an example does not match the
+            annotations.
     """
     if len(ranks) == 1 and not keyword_ranks and (
         callable(ranks[0]) or isinstance(ranks[0], (staticmethod, classmethod))

@@ -56,6 +56,10 @@ class CallSpec:
     by_keyword: Mapping[str, ParamRank]  # parameters a keyword argument may name
     var_positional: ParamRank | None
     var_keyword: ParamRank | None
+    required: tuple[ParamRank, ...]  # parameters without a default, checked before any work
+    # Ranked parameters (that a keyword can name) with a default: an unpassed default is
+    # batched like a passed argument, as in `jax-autovmap`.
+    ranked_defaults: tuple[tuple[ParamRank, Any], ...]
 
     @property
     def any_ranked(self) -> bool:
@@ -140,7 +144,9 @@ def build_call_spec(
 ) -> CallSpec:
     """One rank per parameter of `fn`: explicit ranks win over `inferred` ones (annotations)."""
     resolved = []
-    for index, p in enumerate(_signature(fn).parameters.values()):
+    defaults = {}
+    parameters = _signature(fn).parameters.values()
+    for index, p in enumerate(parameters):
         if p.name in explicit:
             rank, source = explicit[p.name], "explicit"
         elif inferred.get(p.name) is not None:
@@ -148,6 +154,7 @@ def build_call_spec(
         else:
             rank, source = None, "none"
         resolved.append(ParamRank(p.name, index, p.kind, rank, source))
+        defaults[p.name] = p.default
 
     def of_kind(*kinds: inspect._ParameterKind) -> tuple[ParamRank, ...]:
         return tuple(r for r in resolved if r.kind in kinds)
@@ -161,4 +168,13 @@ def build_call_spec(
         by_keyword={r.name: r for r in of_kind(_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)},
         var_positional=var_positional[0] if var_positional else None,
         var_keyword=var_keyword[0] if var_keyword else None,
+        required=tuple(
+            r for r in of_kind(_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)
+            if defaults[r.name] is _P.empty
+        ),
+        ranked_defaults=tuple(
+            (r, defaults[r.name])
+            for r in of_kind(_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)
+            if r.rank is not None and defaults[r.name] not in (_P.empty, None)
+        ),
     )

@@ -1,24 +1,30 @@
-"""Every Python code block in README.md and docs/*.md runs, page by page, in order."""
+"""Every Python code block in README.md and docs/*.md runs, page by page, in order, and every
+```text block right after a printing block shows exactly what it prints.
+
+Stale outputs are fixed with `python tools/update_doc_outputs.py README.md docs/*.md`."""
 
 import pathlib
 import re
+import sys
+import textwrap
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from update_doc_outputs import run_page  # noqa: E402
+
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
-BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_code_blocks_run(page):
-    blocks = BLOCK.findall(page.read_text())
-    namespace: dict = {"__name__": f"docs_{page.stem}"}
-    for i, block in enumerate(blocks):
-        try:
-            exec(compile(block, f"{page.name}[block {i}]", "exec"), namespace)
-        except Exception as e:  # say which block failed, keep the original traceback
-            raise AssertionError(f"{page.name}, code block {i} failed:\n{block}") from e
+def test_code_blocks_run_and_outputs_match(page):
+    for match, printed in run_page(page.read_text(), page.name):
+        if printed is not None:
+            assert match.group(2).rstrip("\n") == printed.rstrip("\n"), (
+                f"{page.name}: a ```text block no longer matches what the code above prints; "
+                "run `python tools/update_doc_outputs.py` on the page"
+            )
 
 
 def test_readme_opens_with_the_two_commands():
@@ -28,3 +34,11 @@ def test_readme_opens_with_the_two_commands():
     assert "'.[test]'" in commands[1] and "pytest" in commands[1]
     ci = (ROOT / ".ci" / "run").read_text()
     assert ".venv/bin/python -m pytest" in commands[1] and ".venv/bin/python -m pytest" in ci
+
+
+@pytest.mark.parametrize("name", ["auto_vmap", "plan"])
+def test_docstring_examples_run(name):
+    import autovmap
+
+    for block in re.findall(r"```python\n(.*?)```", getattr(autovmap, name).__doc__, re.DOTALL):
+        exec(compile(textwrap.dedent(block), f"{name}.__doc__", "exec"), {})

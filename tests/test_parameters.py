@@ -175,3 +175,27 @@ def test_bad_call_arguments_raise_the_usual_type_error_naming_the_function():
         f(V, W, W)
     with pytest.raises(TypeError, match=r"auto_vmap\(dot\).*multiple values"):
         f(V, W, v=V)
+
+
+def test_an_unpassed_ranked_default_is_batched_like_a_passed_argument():
+    """As in jax-autovmap, which applies defaults before batching."""
+
+    @auto_vmap(x=1, y=1)
+    def f(x, y=jnp.ones((4, 3))):
+        return x @ y
+
+    np.testing.assert_allclose(f(jnp.ones((4, 3))), np.full(4, 3.0))
+    np.testing.assert_allclose(f(jnp.ones((4, 3)), y=jnp.ones(3)), np.full(4, 3.0))
+
+
+def test_a_missing_required_argument_is_reported_before_batching():
+    f = auto_vmap(v=1)(dot)
+    with pytest.raises(TypeError, match=r"auto_vmap\(dot\).*missing a required argument: 'w'"):
+        f(V)
+
+    @auto_vmap(x=1)
+    def g(x, *rest, key):
+        return x
+
+    with pytest.raises(TypeError, match=r"auto_vmap\(g\).*'key'"):
+        g(V, 1, 2)
