@@ -2,9 +2,11 @@
 
 `stubs/autovmap/__init__.pyi` is a checked copy of this file: edit this one, then copy it over.
 Every name declared here must exist at run time (`python -m mypy.stubtest autovmap` checks).
+Docstrings repeat the first line of the code's, for editors that read only the stub.
 """
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeAlias, TypeVar, overload
 
 from jax import Array
@@ -65,7 +67,9 @@ class AutoVmap:
         self, fn: staticmethod[_P, _S]
     ) -> staticmethod[_P, Array | _S]: ...
     @overload
-    def __call__(self, fn: staticmethod[_P, _R]) -> staticmethod[_P, _R]: ...  # type: ignore[overload-overlap]
+    def __call__(  # type: ignore[overload-overlap]
+        self, fn: staticmethod[_P, _R]
+    ) -> staticmethod[_P, _R]: ...
     @overload
     def __call__(self, fn: classmethod[_T, _P, _S]) -> classmethod[_T, _P, Array | _S]: ...
     @overload
@@ -109,4 +113,27 @@ def auto_vmap(
 
 autovmap = auto_vmap
 
-# Reserved: `plan(fn, *args, **kwargs) -> Plan` and the `Plan` class go here once they exist.
+@dataclass(frozen=True)
+class LeafPlan:
+    """One ranked array leaf of a call."""
+
+    argument: str
+    rank: int
+    source: str
+    shape: tuple[int, ...]
+    batch_shape: tuple[int, ...]
+    in_axes: tuple[int | None, ...] | None = None
+
+@dataclass(frozen=True)
+class Plan:
+    """What calling an auto-vmapped function with given arguments does, worked out without
+    running it."""
+
+    function: str
+    batch_shape: tuple[int, ...]
+    leaves: tuple[LeafPlan, ...]
+    levels: int
+    eager_levels: int
+    chunk_size: int | None = None
+
+def plan(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Plan: ...

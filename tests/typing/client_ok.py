@@ -1,0 +1,209 @@
+"""Typed uses of `autovmap` that must check clean under `mypy --strict` and strict pyright.
+
+tests/test_typing.py type-checks this file, with and without the mypy plugin, and also runs it,
+so the types it pins are the ones the calls really have. `assert_type` pins whole signatures
+where both checkers spell them the same way (positional-only parameters); elsewhere it pins the
+types of calls, and client_errors.py shows that the parameters are kept.
+"""
+
+from collections.abc import Callable
+from typing import Final, assert_type
+
+import jax
+import jax.numpy as jnp
+from jax import Array
+from jaxtyping import Float
+
+import autovmap as autovmap_module
+from autovmap import (
+    AnnotationCheckError,
+    AutoVmap,
+    AutoVmapError,
+    BatchShapeError,
+    BroadcastError,
+    RankSpecError,
+    RankTooLargeError,
+    TreeStructureError,
+    auto_vmap,
+    autovmap,
+)
+
+
+def ones(*shape: int) -> Array:
+    # jax leaves a parameter of `jnp.ones` (`device`) partly untyped, which strict pyright reports.
+    return jnp.ones(shape)  # pyright: ignore[reportUnknownMemberType]
+
+
+x = ones(4, 3)  # four vectors of three
+m = ones(3, 3)  # one matrix
+
+
+# Every decorator form keeps the parameters and the return type.
+@auto_vmap
+def annotated(v: Float[Array, " n"], w: Float[Array, "n n"], /) -> Float[Array, ""]:
+    return v @ w @ v
+
+
+@auto_vmap()
+def no_ranks(v: Array, /) -> Array:
+    return v
+
+
+@auto_vmap(1, 2)
+def positional(v: Array, w: Array, /) -> Array:
+    return w @ v
+
+
+@auto_vmap(v=1, w=2, check=False, chunk_size=2)
+def keywords(v: Array, w: Array, /) -> Array:
+    return w @ v
+
+
+def plain(v: Array, w: Array, /) -> Array:
+    return w @ v
+
+
+@autovmap(1, w=2)
+def alias(v: Array, w: Array, /) -> Array:
+    return w @ v
+
+
+assert_type(annotated, Callable[[Array, Array], Array])
+assert_type(no_ranks, Callable[[Array], Array])
+assert_type(positional, Callable[[Array, Array], Array])
+assert_type(keywords, Callable[[Array, Array], Array])
+assert_type(alias, Callable[[Array, Array], Array])
+assert_type(auto_vmap(plain), Callable[[Array, Array], Array])
+assert_type(auto_vmap(plain, check=False), Callable[[Array, Array], Array])
+assert_type(autovmap(plain), Callable[[Array, Array], Array])
+
+# The configured decorator is an `AutoVmap`; calling it decorates.
+matvec_ranks = auto_vmap(1, w=2)
+assert_type(matvec_ranks, AutoVmap)
+assert_type(matvec_ranks(plain), Callable[[Array, Array], Array])
+assert_type(AutoVmap(v=1, w=2)(plain), Callable[[Array, Array], Array])
+assert_type(positional(x, m), Array)
+assert positional(x, m).shape == (4, 3)
+
+
+# Keyword-only parameters, defaults, `*args` and `**kwargs`, ranks as pytrees.
+@auto_vmap(v=1, scale=0, rest=1, options=None)
+def kinds(v: Array, *rest: Array, scale: float = 1.0, **options: str) -> Array:
+    return scale * v + sum(rest, 0 * v)
+
+
+assert_type(kinds(x, x, x, scale=2.0, mode="fast"), Array)
+assert kinds(x, scale=2.0).shape == (4, 3)
+
+# A rank is an int, `None`, or a pytree of those; `Final` literal ranks too.
+VECTOR: Final = 1
+
+
+@auto_vmap(pair=(VECTOR, None), tree={"w": 2, "bs": [1, 1]}, flag=None)
+def pytrees(pair: tuple[Array, str], tree: dict[str, Array | list[Array]], flag: bool) -> Array:
+    return pair[0]
+
+
+tree: dict[str, Array | list[Array]] = {"w": m, "bs": [x, x]}
+assert_type(pytrees((x, "label"), tree, True), Array)
+assert pytrees((x, "label"), tree, True).shape == (4, 3)
+
+
+# A function returning a Python scalar returns it unchanged from an unbatched call, and a
+# `jax.Array` from a batched one: the batched function returns `Array | <scalar>`.
+@auto_vmap(v=1)
+def scalar(v: Array) -> float:
+    return 2.0
+
+
+@auto_vmap(v=1)
+def count(v: Array) -> int:
+    return 3
+
+
+@auto_vmap(v=1)
+def flag(v: Array) -> bool:
+    return True
+
+
+batched_result = scalar(x)
+assert_type(batched_result, Array | float)
+assert_type(count(x), Array | int)
+assert_type(flag(x), Array | bool)
+assert isinstance(batched_result, jax.Array) and batched_result.shape == (4,)
+assert scalar(x[0]) == 2.0 and isinstance(scalar(x[0]), float)
+
+
+# Methods bind as plain functions would: positional ranks count `self` and `cls`.
+class Model:
+    def __init__(self, w: Array) -> None:
+        self.w = w
+
+    @auto_vmap(None, 1)
+    def apply(self, v: Array, /) -> Array:
+        return self.w @ v
+
+    @auto_vmap(v=1, w=2)
+    @staticmethod
+    def static_first(v: Array, w: Array, /) -> Array:
+        return w @ v
+
+    @staticmethod
+    @auto_vmap(v=1, w=2)
+    def static_last(v: Array, w: Array, /) -> Array:
+        return w @ v
+
+    @auto_vmap(None, 1)
+    @classmethod
+    def class_first(cls, v: Array, /) -> Array:
+        return v
+
+    @classmethod
+    @auto_vmap(None, v=1)
+    def class_last(cls, v: Array, /) -> Array:
+        return v
+
+    @auto_vmap
+    @staticmethod
+    def static_bare(v: Array, /) -> float:
+        return 1.0
+
+    @auto_vmap(None, v=1)
+    def keyword_only(self, *, v: Array) -> Array:
+        return self.w @ v
+
+
+model = Model(m)
+assert_type(model.apply, Callable[[Array], Array])
+assert_type(Model.static_first, Callable[[Array, Array], Array])
+assert_type(Model.static_last, Callable[[Array, Array], Array])
+assert_type(model.static_first, Callable[[Array, Array], Array])
+assert_type(Model.class_first, Callable[[Array], Array])
+assert_type(Model.class_last, Callable[[Array], Array])
+assert_type(model.class_last, Callable[[Array], Array])
+assert_type(Model.static_bare, Callable[[Array], Array | float])
+assert_type(model.keyword_only(v=x), Array)
+assert model.apply(x).shape == (4, 3)
+assert Model.static_first(x, m).shape == (4, 3)
+assert Model.static_last(x, m).shape == (4, 3)
+assert Model.class_first(x).shape == (4, 3)
+assert Model.class_last(x).shape == (4, 3)
+assert model.keyword_only(v=x).shape == (4, 3)
+
+# The error classes and their hierarchy.
+errors: tuple[type[AutoVmapError], ...] = (
+    RankSpecError,
+    BatchShapeError,
+    RankTooLargeError,
+    BroadcastError,
+    TreeStructureError,
+    AnnotationCheckError,
+)
+assert all(issubclass(error, AutoVmapError) for error in errors)
+assert issubclass(BroadcastError, BatchShapeError) and issubclass(RankSpecError, ValueError)
+try:
+    positional(ones(2, 3), ones(5, 3, 3))
+    raise AssertionError("batch shapes (2,) and (5,) do not broadcast")
+except BroadcastError as error:
+    assert_type(error, BroadcastError)
+assert_type(autovmap_module.__version__, str)

@@ -1,0 +1,115 @@
+"""Rank specs that `auto_vmap` rejects when decorating, which the mypy plugin reports.
+
+Checked by mypy with tests/typing/mypy.ini (the plugin on): every line that ends in an `E:`
+comment must be reported, and no other line. Each of these would raise `RankSpecError` at run
+time; this file is type-checked, never run.
+"""
+
+from typing import Any, Final
+
+from jax import Array
+
+from autovmap import AutoVmap, auto_vmap, autovmap
+
+NEGATIVE: Final = -1
+VECTOR: Final = 1
+
+
+# A rank keyword must name a parameter.
+@auto_vmap(a=1, c=1)  # E: `c` is not a parameter
+def add(a: Array, b: Array, *, scale: float = 1.0) -> Array:
+    return a + b
+
+
+@auto_vmap(a=1, scale=0, check=False, chunk_size=2)  # keyword-only, and options
+def add_ok(a: Array, b: Array, *, scale: float = 1.0) -> Array:
+    return a + b
+
+
+@auto_vmap(b=1)  # E: positional-only `a` has a name; `b` is not one
+def positional_only(a: Array, /) -> Array:
+    return a
+
+
+@auto_vmap(a=1)  # positional-only parameters are named like any other
+def positional_only_ok(a: Array, /) -> Array:
+    return a
+
+
+# Positional ranks fill the parameters in order, whatever their kind.
+@auto_vmap(1, 1, 0, 1)  # E: four ranks, three parameters
+def three(a: Array, b: Array, *, scale: float = 1.0) -> Array:
+    return a + b
+
+
+@auto_vmap(1, 1, 0)  # the third fills the keyword-only `scale`
+def three_ok(a: Array, b: Array, *, scale: float = 1.0) -> Array:
+    return a + b
+
+
+@autovmap(1, a=1)  # E: `a` is ranked twice
+def twice(a: Array, b: Array) -> Array:
+    return a + b
+
+
+@auto_vmap(1, rest=1, options=None)  # `*rest` and `**options` are parameters too
+def variadic(a: Array, *rest: Array, **options: Any) -> Array:
+    return a
+
+
+variadic_too_many = auto_vmap(1, 1, 1, 1)(variadic)  # E: four ranks, three parameters
+unknown_by_class = AutoVmap(w=1)(variadic)  # E: `w` is not a parameter
+ranks = (1, 1, 1, 1)
+unseen = auto_vmap(*ranks)(variadic)  # ranks the plugin cannot count are not checked
+
+
+# Ranks are an int >= 0, None or a pytree of those: literals that are not are reported.
+@auto_vmap(a=-1)  # E: negative
+def negative(a: Array) -> Array:
+    return a
+
+
+@auto_vmap(a=NEGATIVE)  # E: negative, through a `Final` name
+def negative_name(a: Array) -> Array:
+    return a
+
+
+@auto_vmap(a=(VECTOR, [0, {"w": True}]))  # E: a bool deep in a pytree
+def boolean(a: Array) -> Array:
+    return a
+
+
+@auto_vmap(a="n n")  # E: a jaxtyping dim string is not a rank
+def dims(a: Array) -> Array:
+    return a
+
+
+# Methods: positional ranks count `self` and `cls`, whatever the decorator order.
+class Model:
+    @auto_vmap(None, 1, 1)  # E: three ranks for `self` and `a`
+    def apply(self, a: Array) -> Array:
+        return a
+
+    @auto_vmap(None, 1)
+    def apply_ok(self, a: Array) -> Array:
+        return a
+
+    @auto_vmap(self=1)  # E: a staticmethod has no `self`
+    @staticmethod
+    def static(a: Array) -> Array:
+        return a
+
+    @staticmethod
+    @auto_vmap(1)
+    def static_ok(a: Array) -> Array:
+        return a
+
+    @auto_vmap(cls=None, a=1, b=2)  # E: `b` is not a parameter
+    @classmethod
+    def from_class(cls, a: Array) -> Array:
+        return a
+
+    @classmethod
+    @auto_vmap(None, a=1)
+    def from_class_ok(cls, a: Array) -> Array:
+        return a
