@@ -191,8 +191,9 @@ def bind_ranked(
             raise _binding_error(spec, args, kwargs)
         if param.rank is not None and value is not None:
             ranked.append(_flatten(spec, name, value, param))
-    for param in spec.required:
-        if not _given(param, args, kwargs):
+    missing_positional = spec.positional[len(args) : spec.required_positional]
+    for param in (*missing_positional, *spec.required_keyword_only):
+        if param.name not in kwargs or param.kind is _P.POSITIONAL_ONLY:
             raise _binding_error(spec, args, kwargs)
     for param, default in spec.ranked_defaults:
         if not _given(param, args, kwargs):  # passed on by keyword, batched if it has batch dims

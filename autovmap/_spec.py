@@ -56,7 +56,10 @@ class CallSpec:
     by_keyword: Mapping[str, ParamRank]  # parameters a keyword argument may name
     var_positional: ParamRank | None
     var_keyword: ParamRank | None
-    required: tuple[ParamRank, ...]  # parameters without a default, checked before any work
+    # Parameters without a default, checked before any work. Required positional parameters
+    # always come first, so a call with at least that many positional arguments has them all.
+    required_positional: int
+    required_keyword_only: tuple[ParamRank, ...]
     # Ranked parameters (that a keyword can name) with a default: an unpassed default is
     # batched like a passed argument, as in `jax-autovmap`.
     ranked_defaults: tuple[tuple[ParamRank, Any], ...]
@@ -168,9 +171,12 @@ def build_call_spec(
         by_keyword={r.name: r for r in of_kind(_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)},
         var_positional=var_positional[0] if var_positional else None,
         var_keyword=var_keyword[0] if var_keyword else None,
-        required=tuple(
-            r for r in of_kind(_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)
-            if defaults[r.name] is _P.empty
+        required_positional=sum(
+            defaults[r.name] is _P.empty
+            for r in of_kind(_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
+        ),
+        required_keyword_only=tuple(
+            r for r in of_kind(_P.KEYWORD_ONLY) if defaults[r.name] is _P.empty
         ),
         ranked_defaults=tuple(
             (r, defaults[r.name])
