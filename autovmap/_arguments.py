@@ -82,9 +82,9 @@ def _rank_at(rank: RankTree, path: tuple[Any, ...]) -> int | None:
 
 def _flatten_fields(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> RankedArgument:
     rank = param.rank
-    label = _label(param, key)
     flat, treedef = jax.tree_util.tree_flatten_with_path(value)
     if jax.tree_util.treedef_is_leaf(treedef) and isinstance(value, rank.cls):
+        label = _label(param, key)
         raise TreeStructureError(
             f"{fn_label(spec.fn)}: argument `{label}` is a `{rank.cls.__name__}`, whose "
             "annotated fields give it ranks, but it is not a JAX pytree, so its fields cannot "
@@ -113,12 +113,12 @@ def _flatten(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> Ra
         return RankedArgument(key, value, param, leaves, [rank] * len(leaves), _unflatten(treedef))
     if isinstance(rank, FieldRanks):
         return _flatten_fields(spec, key, value, param)
-    label = _label(param, key)
     rank_def: Any
     rank_leaves, rank_def = jax.tree_util.tree_flatten(rank, is_leaf=is_none)
     try:
         subtrees = rank_def.flatten_up_to(value)
     except (ValueError, TypeError):
+        label = _label(param, key)
         got = jax.tree_util.tree_structure(value)
         raise TreeStructureError(
             f"{fn_label(spec.fn)}: argument `{label}` does not have the pytree structure of its "

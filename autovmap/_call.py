@@ -18,7 +18,7 @@ from ._traceback import hide_from_tracebacks
 
 hide_from_tracebacks(__file__)
 
-_PYTHON_SCALARS = (bool, int, float, complex)
+PYTHON_SCALARS = (bool, int, float, complex)
 
 # Calls the function on one example: `(args, kwargs, batch_shape) -> result`.
 Invoke = Callable[[tuple[Any, ...], dict[str, Any], tuple[int, ...]], Any]
@@ -31,7 +31,7 @@ def shape_of(leaf: Any) -> tuple[int, ...] | None:
     shape = getattr(leaf, "shape", None)
     if shape is not None and hasattr(leaf, "dtype"):
         return tuple(shape)
-    if isinstance(leaf, _PYTHON_SCALARS):
+    if isinstance(leaf, PYTHON_SCALARS):
         return ()
     return None
 

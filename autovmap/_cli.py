@@ -11,11 +11,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from ._annotations import annotation_str, is_array_annotation, rank_of_annotation
+from ._call import PYTHON_SCALARS
 from ._core import Decorated
 from ._errors import AutoVmapError, render_table
 from ._explain import decoration_of
-
-_PYTHON_SCALARS = (float, int, complex, bool)
 
 
 def _find(module: Any) -> Iterator[tuple[str, Decorated]]:
@@ -34,7 +33,7 @@ def _notes(record: Decorated, name: str, rank: Any) -> str:
     """Problems worth a look: a batched parameter annotated as a Python scalar, or an explicit
     rank that contradicts the annotation."""
     annotation = record.annotations.get(name)
-    if rank is not None and annotation in _PYTHON_SCALARS:
+    if rank is not None and annotation in PYTHON_SCALARS:
         return (
             f"batched calls pass arrays here; annotate `Float[ArrayLike, \"\"]`, not "
             f"`{annotation.__name__}`"
