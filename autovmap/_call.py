@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import numpy as np
 
 from ._apply import run_plan
 from ._arguments import RankedArgument, bind_ranked
@@ -144,6 +145,24 @@ def describe(spec: CallSpec, prepared: PreparedCall, chunk_size: int | None) -> 
     )
 
 
+def _has_batch_dims(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """False only for calls that certainly need no batching: every positional argument given,
+    nothing else, each an array (or Python scalar) of exactly its rank. The cheap check that
+    keeps the decorator's cost small on unbatched calls; anything else takes `prepare`."""
+    ranks = spec.exact_call_ranks
+    if kwargs or ranks is None or len(args) != len(ranks):
+        return True
+    for value, rank in zip(args, ranks):
+        if rank is None or value is None:
+            continue
+        if isinstance(value, (jax.Array, np.ndarray)):
+            if value.ndim != rank:
+                return True
+        elif not (rank == 0 and isinstance(value, PYTHON_SCALARS)):
+            return True
+    return False
+
+
 def call(
     spec: CallSpec,
     invoke: Invoke,
@@ -151,6 +170,8 @@ def call(
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
 ) -> Any:
+    if not _has_batch_dims(spec, args, kwargs):
+        return invoke(args, kwargs, ())
     prepared = prepare(spec, args, kwargs)
     plan = prepared.plan
     if plan is None:  # nothing to map: the function sees exactly what it was given

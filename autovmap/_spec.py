@@ -7,6 +7,7 @@ decorating. Call-time code only looks the results up.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import numbers
 from collections.abc import Callable, Mapping
@@ -63,6 +64,21 @@ class CallSpec:
     # Ranked parameters (that a keyword can name) with a default: an unpassed default is
     # batched like a passed argument, as in `jax-autovmap`.
     ranked_defaults: tuple[tuple[ParamRank, Any], ...]
+
+    @functools.cached_property
+    def exact_call_ranks(self) -> tuple[int | None, ...] | None:
+        """Per positional parameter, its rank if that is `None` or an int, for the fast check
+        of calls that give every positional argument and nothing else (see `_call._has_batch_dims`);
+        `None` when such calls still need the general path (pytree ranks, keyword-only
+        parameters that are required or have ranked defaults)."""
+        if self.required_keyword_only or any(
+            p.kind is _P.KEYWORD_ONLY for p, _ in self.ranked_defaults
+        ):
+            return None
+        ranks = tuple(p.rank for p in self.positional)
+        if any(r is not None and not isinstance(r, int) for r in ranks):
+            return None
+        return ranks
 
     @property
     def any_ranked(self) -> bool:

@@ -199,3 +199,14 @@ def test_a_missing_required_argument_is_reported_before_batching():
 
     with pytest.raises(TypeError, match=r"auto_vmap\(g\).*'key'"):
         g(V, 1, 2)
+
+
+def test_a_keyword_only_ranked_default_with_batch_dims_is_batched():
+    """A call giving every positional argument at its exact rank can still be batched, by a
+    keyword-only default: the unbatched fast path must not take it."""
+
+    @auto_vmap(x=1, w=1)
+    def f(x, *, w=jnp.ones((4, 3))):
+        return x @ w
+
+    np.testing.assert_allclose(f(jnp.ones(3)), np.full(4, 3.0))
