@@ -158,8 +158,12 @@ def _binding_error(spec: CallSpec, args: tuple[Any, ...], kwargs: Mapping[str, A
 
 
 def _given(param: ParamRank, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
-    positional = param.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
-    return (positional and param.index < len(args)) or param.name in kwargs
+    """Whether a call supplies `param` (a positional-only one cannot come by keyword)."""
+    if param.kind is _P.POSITIONAL_ONLY:
+        return param.index < len(args)
+    if param.kind is _P.POSITIONAL_OR_KEYWORD and param.index < len(args):
+        return True
+    return param.name in kwargs
 
 
 def bind_ranked(
@@ -191,9 +195,10 @@ def bind_ranked(
             raise _binding_error(spec, args, kwargs)
         if param.rank is not None and value is not None:
             ranked.append(_flatten(spec, name, value, param))
+    # Required positional parameters come first: only those past `args` can be missing.
     missing_positional = spec.positional[len(args) : spec.required_positional]
     for param in (*missing_positional, *spec.required_keyword_only):
-        if param.name not in kwargs or param.kind is _P.POSITIONAL_ONLY:
+        if not _given(param, args, kwargs):
             raise _binding_error(spec, args, kwargs)
     for param, default in spec.ranked_defaults:
         if not _given(param, args, kwargs):  # passed on by keyword, batched if it has batch dims
