@@ -1,45 +1,83 @@
-"""Ranks from jaxtyping annotations, and the batched signature of a decorated function.
+"""Ranks from annotations: jaxtyping introspection, and resolving string annotations.
 
-Annotations are read only through jaxtyping's documented introspection: `AbstractArray`
-subclasses carry `dims` and `index_variadic`, and `PyTree[T]` carries `leaftype`. We never
-parse dim strings ourselves.
+Array annotations are read only through jaxtyping's documented introspection: `AbstractArray`
+subclasses carry `dims` and `index_variadic`, and `PyTree[T]` carries `leaftype`. Dim strings
+are never parsed here.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
-import inspect
 import sys
 import types
 import typing
-from collections.abc import Callable, Mapping
 from typing import Any
 
 import jaxtyping
 
-from ._errors import RankSpecError, fn_label
-
 _UNION_TYPES = (typing.Union, types.UnionType)
+# Containers whose every element has the rank of their (last) type argument.
+_HOMOGENEOUS = (
+    list,
+    dict,
+    collections.abc.Sequence,
+    collections.abc.Mapping,
+    collections.abc.MutableSequence,
+    collections.abc.MutableMapping,
+)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class FieldRanks:
-    """Ranks of the fields of a dataclass or `equinox.Module`, read from its annotations.
+    """Ranks of the fields of a dataclass, `equinox.Module` or `NamedTuple`, by field name.
 
-    At call time each leaf gets the rank of the field its pytree path starts with (nested
-    dataclasses recurse); leaves of unannotated or non-array fields are passed through.
+    At call time a leaf takes the rank of the field its pytree path goes through. `ranks` is
+    filled after construction, so that a class whose field refers back to the class itself
+    (`child: Optional["Node"]`) points at the same object instead of recursing forever.
     """
 
     cls: type
-    ranks: tuple[tuple[str, Any], ...]  # (field name, rank) for the fields that have one
+    ranks: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __repr__(self) -> str:
-        fields = ", ".join(f"{name}={rank!r}" for name, rank in self.ranks)
+        fields = ", ".join(f"{name}={_short(rank)}" for name, rank in self.ranks.items())
         return f"{self.cls.__name__}({fields})"
+
+
+@dataclasses.dataclass(frozen=True)
+class EachRank:
+    """The rank of every element of a container (`tuple[Module, ...]`, `dict[str, Module]`)
+    whose elements have field ranks."""
+
+    element: Any
+
+    def __repr__(self) -> str:
+        return f"each {_short(self.element)}"
+
+
+def _short(rank: Any) -> str:
+    return f"{rank.cls.__name__}(...)" if isinstance(rank, FieldRanks) else repr(rank)
+
+
+def rank_at(rank: Any, path: tuple[Any, ...]) -> int | None:
+    """The rank of the leaf at pytree key `path` of an argument whose rank is `rank`."""
+    for key in path:
+        if isinstance(rank, FieldRanks):
+            rank = rank.ranks.get(getattr(key, "name", ""))
+        elif isinstance(rank, EachRank):
+            rank = rank.element
+        else:
+            break
+    return None if isinstance(rank, (FieldRanks, EachRank)) else rank
 
 
 class VariadicAnnotation(Exception):
     """Internal: an annotation whose rank is not fixed (`"*b n"`, `"..."`)."""
+
+
+class NoSingleRank(Exception):
+    """Internal: an annotation whose rank cannot be stated as one rank tree; says why."""
 
 
 def is_array_annotation(t: Any) -> bool:
@@ -50,32 +88,137 @@ def _is_pytree_annotation(t: Any) -> bool:
     return isinstance(t, type) and issubclass(t, jaxtyping.PyTree) and hasattr(t, "leaftype")
 
 
-def rank_of_annotation(t: Any) -> Any:
-    """The rank tree an annotation implies: an int, a `FieldRanks`, or `None` (not batched)."""
-    if is_array_annotation(t):
-        if t.index_variadic is not None:
-            raise VariadicAnnotation(t)
-        return len(t.dims)
-    if _is_pytree_annotation(t):
-        return rank_of_annotation(t.leaftype)
-    if typing.get_origin(t) in _UNION_TYPES:
-        ranks = {rank_of_annotation(member) for member in typing.get_args(t)} - {None}
-        if len(ranks) > 1:
-            raise TypeError(f"its members have different ranks {sorted(map(repr, ranks))}")
-        return ranks.pop() if ranks else None
-    if isinstance(t, type) and dataclasses.is_dataclass(t):
-        return _field_ranks(t)
-    return None  # `int`, `str`, callables, unannotated, ...: not batched
+def _is_namedtuple(t: Any) -> bool:
+    return isinstance(t, type) and issubclass(t, tuple) and hasattr(t, "_fields")
 
 
-def _field_ranks(cls: type) -> FieldRanks | None:
-    hints = typing.get_type_hints(cls)
-    ranks = []
-    for field in dataclasses.fields(cls):
-        rank = rank_of_annotation(hints.get(field.name))
-        if rank is not None:
-            ranks.append((field.name, rank))
-    return FieldRanks(cls, tuple(ranks)) if ranks else None
+class AnnotationReader:
+    """Turns annotations into ranks, resolving string annotations as it goes.
+
+    Strings are evaluated in the globals of the module that wrote them and, failing that, in
+    the locals of the frame that applied the decorator (for classes defined in a function).
+    Those locals are read only when needed, copied, and the frame's own snapshot of them is
+    dropped: on Python < 3.13 reading `frame.f_locals` stores a snapshot in the frame that
+    would keep every local of the caller alive until it returns.
+    """
+
+    def __init__(self, frame: types.FrameType | None) -> None:
+        self._frame = frame
+        self._locals: dict[str, Any] | None = None
+        self._in_progress: dict[type, FieldRanks] = {}
+
+    def _frame_locals(self) -> dict[str, Any]:
+        if self._locals is None:
+            self._locals = {}
+            if self._frame is not None:
+                snapshot = self._frame.f_locals
+                self._locals = dict(snapshot)
+                optimized = self._frame.f_code.co_flags & 0x1  # CO_OPTIMIZED: a function frame
+                if optimized and sys.version_info < (3, 13) and isinstance(snapshot, dict):
+                    # Every later reader of f_locals refreshes it from the frame first, so
+                    # dropping the snapshot loses nothing and frees the caller's locals.
+                    snapshot.clear()
+            self._frame = None
+        return self._locals
+
+    def resolve(self, annotation: Any, globalns: dict[str, Any]) -> Any:
+        """`annotation` evaluated if it is a string; raises `NameError` etc. if it cannot be."""
+        if not isinstance(annotation, str):
+            return annotation
+        try:
+            return eval(annotation, globalns)  # noqa: S307 - annotations are the user's code
+        except NameError:
+            return eval(annotation, globalns, self._frame_locals())  # noqa: S307
+
+    def rank(self, t: Any) -> Any:
+        """The rank an annotation implies: an int, a tuple of ranks, a `FieldRanks` or
+        `EachRank`, or `None` (not batched). Raises `VariadicAnnotation` or `NoSingleRank`."""
+        if is_array_annotation(t):
+            if t.index_variadic is not None:
+                raise VariadicAnnotation(t)
+            return len(t.dims)
+        if _is_pytree_annotation(t):
+            return self._each(t.leaftype, t)
+        origin = typing.get_origin(t)
+        args = typing.get_args(t)
+        if origin in _UNION_TYPES:
+            members = [r for r in map(self.rank, args) if r is not None]
+            if any(r != members[0] for r in members):
+                raise NoSingleRank(f"its members have different ranks {members}")
+            return members[0] if members else None
+        if origin is tuple and args:
+            if len(args) == 2 and args[1] is Ellipsis:
+                return self._each(args[0], t)
+            ranks = tuple(map(self.rank, args))
+            if all(r is None for r in ranks):
+                return None
+            if not all(r is None or isinstance(r, int) for r in ranks):
+                raise NoSingleRank("it is a tuple of structured values")
+            return ranks
+        if origin in _HOMOGENEOUS and args:
+            return self._each(args[-1], t)
+        if isinstance(t, type) and (dataclasses.is_dataclass(t) or _is_namedtuple(t)):
+            return self._field_ranks(t)
+        return None  # `int`, `str`, callables, `jax.Array`, unannotated, ...: not batched
+
+    def _each(self, element: Any, container: Any) -> Any:
+        rank = self.rank(element)
+        if rank is None or isinstance(rank, int):
+            return rank  # an int rank applies to every leaf below it
+        if isinstance(rank, FieldRanks):
+            return EachRank(rank)
+        raise NoSingleRank(f"the elements of `{annotation_str(container)}` are structured")
+
+    def _field_ranks(self, cls: type) -> FieldRanks | None:
+        if cls in self._in_progress:  # a field refers back to its own class
+            return self._in_progress[cls]
+        result = self._in_progress[cls] = FieldRanks(cls)
+        unresolved = {}
+        try:
+            for name, annotation, globalns in _field_annotations(cls):
+                try:
+                    field_type = self.resolve(annotation, globalns)
+                except Exception as e:  # noqa: BLE001 - any failure: this field has no rank
+                    unresolved[name] = f"{annotation!r}: {type(e).__name__}: {e}"
+                    continue
+                try:
+                    rank = self.rank(field_type)
+                except (VariadicAnnotation, NoSingleRank) as e:
+                    raise NoSingleRank(f"its field `{name}`: {annotation_problem(field_type, e)}") from None
+                if rank is not None:
+                    result.ranks[name] = rank
+        finally:
+            del self._in_progress[cls]
+        if not result.ranks:
+            return None  # unresolved fields of an unbatched class never block decorating
+        if unresolved:
+            name, reason = next(iter(unresolved.items()))
+            raise NoSingleRank(
+                f"the annotation of its field `{name}` cannot be resolved ({reason}), while "
+                f"other fields are batched; define the names it uses at module level"
+            )
+        return result
+
+
+def annotation_problem(annotation: Any, error: Exception) -> str:
+    """Why an annotation gives no rank, for `RankSpecError` messages."""
+    if isinstance(error, VariadicAnnotation):
+        return f"`{annotation_str(annotation)}` has a variadic dimension, so no fixed rank"
+    return str(error)
+
+
+def _field_annotations(cls: type) -> list[tuple[str, Any, dict[str, Any]]]:
+    """(name, raw annotation, globals of the module that wrote it) for each field of `cls`."""
+    if _is_namedtuple(cls):
+        names = list(cls._fields)  # type: ignore[attr-defined]
+    else:
+        names = [f.name for f in dataclasses.fields(cls)]
+    found: dict[str, tuple[Any, dict[str, Any]]] = {}
+    for base in reversed(cls.__mro__):  # subclasses override their bases
+        globalns = vars(sys.modules[base.__module__]) if base.__module__ in sys.modules else {}
+        for name, annotation in vars(base).get("__annotations__", {}).items():
+            found[name] = (annotation, dict(globalns))
+    return [(name, *found[name]) for name in names if name in found]
 
 
 def contains_jaxtyping(t: Any) -> bool:
@@ -83,65 +226,6 @@ def contains_jaxtyping(t: Any) -> bool:
     if is_array_annotation(t) or _is_pytree_annotation(t):
         return True
     return any(contains_jaxtyping(member) for member in typing.get_args(t))
-
-
-def resolve_annotations(
-    fn: Callable[..., Any], localns: Mapping[str, Any] | None
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """Evaluate each parameter's (and the return's) annotation.
-
-    Returns the resolved annotations by name (`"return"` for the return) and, separately, the
-    names whose string annotation could not be evaluated, with the reason. Names local to the
-    decorating scope are found through `localns`.
-    """
-    globalns = getattr(inspect.unwrap(fn), "__globals__", {})
-    raw = dict(getattr(fn, "__annotations__", None) or {})
-    resolved: dict[str, Any] = {}
-    unresolved: dict[str, str] = {}
-    for name, annotation in raw.items():
-        if isinstance(annotation, str):
-            try:
-                annotation = eval(annotation, globalns, dict(localns or {}))  # noqa: S307
-            except Exception as e:  # NameError, SyntaxError, ...: reported only if needed
-                unresolved[name] = f"{type(e).__name__}: {e}"
-                continue
-        resolved[name] = annotation
-    return resolved, unresolved
-
-
-def annotation_ranks(
-    fn: Callable[..., Any],
-    annotations: Mapping[str, Any],
-    unresolved: Mapping[str, str],
-    explicit: set[str],
-) -> dict[str, Any]:
-    """The rank each parameter's annotation implies, for the parameters not ranked explicitly."""
-    ranks = {}
-    for name in inspect.signature(fn).parameters:
-        if name in explicit:
-            continue
-        if name in unresolved:
-            raise RankSpecError(
-                f"{fn_label(fn)}: cannot resolve the annotation of parameter `{name}` "
-                f"({unresolved[name]}). Define the names it uses at module level, or give the "
-                f"rank explicitly: `auto_vmap({name}=RANK)` (or `{name}=None`)."
-            )
-        try:
-            ranks[name] = rank_of_annotation(annotations.get(name))
-        except VariadicAnnotation:
-            raise RankSpecError(
-                f"{fn_label(fn)}: parameter `{name}` is annotated "
-                f"`{annotation_str(annotations[name])}`, whose variadic dimension gives it no "
-                f"fixed rank. Give the per-example rank explicitly, `auto_vmap({name}=RANK)`, "
-                f"or `auto_vmap({name}=None)` to leave it unbatched."
-            ) from None
-        except TypeError as e:
-            raise RankSpecError(
-                f"{fn_label(fn)}: the annotation of parameter `{name}`, "
-                f"`{annotation_str(annotations[name])}`, gives no single rank: {e}. Give the "
-                f"rank explicitly: `auto_vmap({name}=RANK)`."
-            ) from None
-    return ranks
 
 
 def annotation_str(t: Any) -> str:
@@ -166,10 +250,9 @@ def batched_annotation(t: Any) -> Any:
     return t
 
 
-def caller_locals(depth: int) -> dict[str, Any] | None:
-    """Locals of the frame `depth` levels up: where a decorator was applied, so that string
-    annotations naming local classes can still be resolved."""
+def caller_frame(depth: int) -> types.FrameType | None:
+    """The frame `depth` levels above the caller: where a decorator was applied."""
     try:
-        return dict(sys._getframe(depth + 1).f_locals)
+        return sys._getframe(depth + 1)
     except (AttributeError, ValueError):  # pragma: no cover - non-CPython, or no such frame
         return None

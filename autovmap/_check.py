@@ -4,38 +4,55 @@ All arguments and the return value of one example are checked inside one jaxtypi
 (`jaxtyped("context")` + `typeguard.check_type`), so a dim named in two annotations must have
 one size. `jaxtyped(typechecker=typeguard.typechecked)` is not used: with typeguard 4 it fails
 on repeated dims such as `"n n"` and silently skips functions defined locally.
+
+Whether arrays pass their annotations depends only on their types, shapes and dtypes, so a
+check that passed is remembered by those (never for other values, whose checks can depend on
+the value itself) and not repeated: a call with the same abstract arguments and result is
+known to pass.
 """
 
 from __future__ import annotations
 
 import contextlib
-import inspect
 import io
+import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import jaxtyping
+import numpy as np
 import typeguard
 
 from ._annotations import annotation_str
-from ._errors import AutoVmapError, fn_label
-from ._traceback import hide_from_tracebacks
-
-_P = inspect.Parameter
+from ._errors import AnnotationCheckError, fn_label, hide_from_tracebacks
+from ._plan import BoundedCache
+from ._spec import CallSpec
 
 hide_from_tracebacks(__file__)
 
-
-class AnnotationCheckError(AutoVmapError, jaxtyping.TypeCheckError):
-    """An example does not match the function's jaxtyping annotations (shape, dims or dtype)."""
+_UNCACHEABLE = object()
 
 
-def _shape_str(value: Any) -> str:
+def _abstract(value: Any) -> Any:
+    """What a check of `value` depends on, if it is only that: `_UNCACHEABLE` otherwise."""
+    if isinstance(value, (jax.Array, np.ndarray)):
+        return type(value), value.shape, value.dtype
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes, numbers.Number)):
+        return _UNCACHEABLE
+    leaves, treedef = jax.tree_util.tree_flatten(value)
+    if not all(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves):
+        return _UNCACHEABLE
+    return treedef, tuple((type(x), x.shape, x.dtype) for x in leaves)
+
+
+def _shape_str(value: Any) -> str | None:
     shape = getattr(value, "shape", None)
     if shape is None:
-        return f"a `{type(value).__name__}`"
-    dtype = getattr(value, "dtype", "")
-    return f"{dtype}{list(shape)}".replace(" ", "")
+        return None
+    return f"{getattr(value, 'dtype', '')}{list(shape)}".replace(" ", "")
 
 
 def _bindings() -> str:
@@ -58,57 +75,92 @@ def _reason(value: Any, annotation: Any, error: Exception) -> str:
     return reason or str(error)
 
 
+def _fail(fn: Any, what: str, value: Any, annotation: Any, error: Exception) -> AnnotationCheckError:
+    shape = _shape_str(value)
+    hint = ""
+    if isinstance(value, (np.ndarray, np.generic, bool, int, float, complex)):
+        hint = (
+            f" It is a {'NumPy array' if shape else 'Python scalar'}: annotate it `ArrayLike` "
+            "(e.g. `Float[ArrayLike, ...]`) or pass `jnp.asarray(...)`."
+        )
+    error_ = AnnotationCheckError(
+        f"{fn_label(fn)}: {what} is {shape or f'a `{type(value).__name__}`'}, which does not "
+        f"match its annotation `{annotation_str(annotation)}`: "
+        f"{_reason(value, annotation, error)}.{hint}\nDims bound so far: {_bindings()}.\n"
+        "Fix the argument's shape or dtype, or the annotation; `auto_vmap(..., check=False)` "
+        "turns these checks off."
+    )
+    error_.showed_shape = shape is not None  # type: ignore[attr-defined]
+    return error_
+
+
 class Checker:
-    """Checks the examples passed to one function against its annotations."""
+    """Calls a function on one example, checking its arguments and result."""
 
-    def __init__(self, fn: Callable[..., Any], annotations: Mapping[str, Any]) -> None:
-        self.fn = fn
-        self.signature = inspect.signature(fn)
-        self.annotations = dict(annotations)
-        self.return_annotation = self.annotations.pop("return", None)
+    def __init__(self, spec: CallSpec) -> None:
+        self.fn = spec.fn
+        self.spec = spec
+        self.annotations = {k: v for k, v in spec.annotations.items() if k != "return"}
+        self.return_annotation = spec.annotations.get("return")
+        self._passed = BoundedCache(256)  # abstract arguments (and result) known to pass
 
-    def _fail(
-        self, what: str, value: Any, annotation: Any, error: Exception, batch_shape: tuple[int, ...]
-    ) -> AnnotationCheckError:
-        batch = (
-            f" The call has batch shape {batch_shape}; the shape above is of one example."
-            if batch_shape
-            else ""
-        )
-        return AnnotationCheckError(
-            f"{fn_label(self.fn)}: {what} is {_shape_str(value)}, which does not match its "
-            f"annotation `{annotation_str(annotation)}`: {_reason(value, annotation, error)}."
-            f"{batch}\nDims bound so far: {_bindings()}.\n"
-            "Fix the argument's shape or dtype, or the annotation; `auto_vmap(..., "
-            "check=False)` turns these checks off."
-        )
+    def _items(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+        """(label, value, annotation) for every annotated argument given."""
+        spec = self.spec
+        items = []
+        for i, value in enumerate(args):
+            param = spec.positional[i] if i < len(spec.positional) else spec.var_positional
+            annotation = self.annotations.get(param.name)  # type: ignore[union-attr]
+            if annotation is not None:
+                items.append((param.label(i), value, annotation))  # type: ignore[union-attr]
+        for name, value in kwargs.items():
+            param = spec.by_keyword.get(name) or spec.var_keyword
+            annotation = self.annotations.get(param.name)  # type: ignore[union-attr]
+            if annotation is not None:
+                items.append((param.label(name), value, annotation))  # type: ignore[union-attr]
+        return items
 
-    def call(self, args: tuple[Any, ...], kwargs: Mapping[str, Any], batch_shape: tuple[int, ...]) -> Any:
-        """Call the function on one example, checking arguments and result."""
-        bound = self.signature.bind(*args, **kwargs)
-        with jaxtyping.jaxtyped("context"):
-            for name, value in bound.arguments.items():
-                annotation = self.annotations.get(name)
-                if annotation is None:
-                    continue
-                kind = self.signature.parameters[name].kind
-                if kind is _P.VAR_POSITIONAL:
-                    items = [(f"argument `*{name}[{i}]`", v) for i, v in enumerate(value)]
-                elif kind is _P.VAR_KEYWORD:
-                    items = [(f"argument `**{name}[{k!r}]`", v) for k, v in value.items()]
-                else:
-                    items = [(f"argument `{name}`", value)]
-                for what, item in items:
-                    try:
-                        typeguard.check_type(item, annotation)
-                    except typeguard.TypeCheckError as e:
-                        raise self._fail(what, item, annotation, e, batch_shape) from None
+    def _check(self, items: list[tuple[str, Any, Any]], result: Any = _UNCACHEABLE) -> None:
+        """Check `items`, and `result` if given, in the current memo scope."""
+        for label, value, annotation in items:
+            try:
+                typeguard.check_type(value, annotation)
+            except typeguard.TypeCheckError as e:
+                raise _fail(self.fn, f"argument `{label}`", value, annotation, e) from None
+        if result is not _UNCACHEABLE and self.return_annotation is not None:
+            try:
+                typeguard.check_type(result, self.return_annotation)
+            except typeguard.TypeCheckError as e:
+                raise _fail(self.fn, "the return value", result, self.return_annotation, e) from None
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        items = self._items(args, kwargs)
+        key: Any = tuple(_abstract(value) for _, value, _ in items)
+        if _UNCACHEABLE in key:
+            key = None
+        if key is None or self._passed.get(key) is None:
+            with jaxtyping.jaxtyped("context"):
+                self._check(items)
+                result = self.fn(*args, **kwargs)
+                self._check([], result)
+        else:  # the arguments passed before: check the result only if it is new
             result = self.fn(*args, **kwargs)
-            if self.return_annotation is not None:
-                try:
-                    typeguard.check_type(result, self.return_annotation)
-                except typeguard.TypeCheckError as e:
-                    raise self._fail(
-                        "the return value", result, self.return_annotation, e, batch_shape
-                    ) from None
+            returned = _abstract(result)
+            if self.return_annotation is None or self._passed.get((key, returned)) is not None:
+                return result
+            with jaxtyping.jaxtyped("context"):
+                self._check(items, result)  # again, so the result's dims meet the arguments'
+        if key is not None:
+            self._passed.put(key, True)
+            returned = _abstract(result)
+            if returned is not _UNCACHEABLE:
+                self._passed.put((key, returned), True)
         return result
+
+
+def invoker(spec: CallSpec, check: bool) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+    """The one callback a call makes into the user's function, checked or not."""
+    if check:
+        return Checker(spec)
+    fn = spec.fn
+    return lambda args, kwargs: fn(*args, **kwargs)

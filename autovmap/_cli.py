@@ -10,14 +10,20 @@ import sys
 from collections.abc import Iterator
 from typing import Any
 
-from ._annotations import annotation_str, is_array_annotation, rank_of_annotation
-from ._call import PYTHON_SCALARS
-from ._core import Decorated
-from ._errors import AutoVmapError, render_table
-from ._explain import decoration_of
+from ._annotations import AnnotationReader, annotation_str, is_array_annotation
+from ._bind import PYTHON_SCALARS
+from ._decorator import BatchedCall
+from ._describe import render_table
+from ._errors import AutoVmapError
 
 
-def _find(module: Any) -> Iterator[tuple[str, Decorated]]:
+def decoration_of(fn: Any) -> BatchedCall | None:
+    """The record of an auto-vmapped function (or bound method), if it is one."""
+    record = getattr(fn, "__autovmap__", None)
+    return record if isinstance(record, BatchedCall) else None
+
+
+def _find(module: Any) -> Iterator[tuple[str, BatchedCall]]:
     """Auto-vmapped functions of `module`, including methods of classes defined there."""
     for name, value in vars(module).items():
         if (record := decoration_of(value)) is not None:
@@ -29,26 +35,26 @@ def _find(module: Any) -> Iterator[tuple[str, Decorated]]:
                     yield f"{name}.{attr}", record
 
 
-def _notes(record: Decorated, name: str, rank: Any) -> str:
+def _notes(record: BatchedCall, name: str, rank: Any) -> str:
     """Problems worth a look: a batched parameter annotated as a Python scalar, or an explicit
     rank that contradicts the annotation."""
-    annotation = record.annotations.get(name)
+    annotation = record.spec.annotations.get(name)
     if rank is not None and annotation in PYTHON_SCALARS:
         return (
             f"batched calls pass arrays here; annotate `Float[ArrayLike, \"\"]`, not "
             f"`{annotation.__name__}`"
         )
     if annotation is not None and is_array_annotation(annotation) and annotation.index_variadic is None:
-        implied = rank_of_annotation(annotation)
+        implied = AnnotationReader(None).rank(annotation)
         if isinstance(rank, int) and rank != implied:
             return f"explicit rank {rank} differs from the annotation's {implied}"
     return ""
 
 
-def report(name: str, record: Decorated) -> str:
+def report(name: str, record: BatchedCall) -> str:
     rows = []
     for param in record.spec.params:
-        annotation = record.annotations.get(param.name, inspect.Parameter.empty)
+        annotation = record.spec.annotations.get(param.name, inspect.Parameter.empty)
         rows.append([
             param.name,
             "-" if annotation is inspect.Parameter.empty else annotation_str(annotation),
@@ -56,7 +62,7 @@ def report(name: str, record: Decorated) -> str:
             param.source,
             _notes(record, param.name, param.rank),
         ])
-    options = [f"checks {'on' if record.checked else 'off'}"]
+    options = [f"checks {'on' if record.check else 'off'}"]
     if record.chunk_size is not None:
         options.append(f"chunk_size={record.chunk_size}")
     table = render_table(["parameter", "annotation", "rank", "from", "note"], rows)

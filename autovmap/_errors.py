@@ -1,21 +1,25 @@
-"""The errors `auto_vmap` raises, and the helpers that write their messages.
+"""Every exception and warning `autovmap` raises, and how messages name the function.
 
-Every message names the decorated function and the parameter (with its pytree path), shows
-what was seen and what was expected, and ends with how to fix it.
+Every message names the decorated function and the parameter (with its pytree path), shows what
+was seen and what was expected, and ends with how to fix it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from typing import Any
 
-__all__ = [
-    "AutoVmapError",
-    "RankSpecError",
-    "BatchShapeError",
-    "RankTooLargeError",
-    "BroadcastError",
-    "TreeStructureError",
-]
+import jaxtyping
+
+
+def hide_from_tracebacks(path: str) -> None:
+    """Hide the frames of the module at `path` from JAX's filtered tracebacks, as JAX and equinox
+    do for their own modules."""
+    try:
+        from jax._src import traceback_util  # private, but stable for years; optional anyway
+    except ImportError:  # pragma: no cover
+        return
+    traceback_util.register_exclusion(path)
 
 
 class AutoVmapError(Exception):
@@ -45,17 +49,18 @@ class TreeStructureError(BatchShapeError):
     """An argument's pytree structure does not match the pytree of ranks given for it."""
 
 
-def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
-    """Left-aligned columns, one line per row, for messages a person reads."""
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-    lines = [
-        indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
-        for row in [header, *rows]
-    ]
-    return "\n".join(lines)
+class AnnotationCheckError(AutoVmapError, jaxtyping.TypeCheckError):
+    """An example does not match the function's jaxtyping annotations (shape, dims or dtype)."""
 
 
-def fn_label(fn: object) -> str:
-    """`auto_vmap(name)`: how messages name the decorated function."""
-    name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
-    return f"`auto_vmap({name.rpartition('<locals>.')[2]})`"
+class NothingToBatchWarning(UserWarning):
+    """`@auto_vmap` read a function's annotations and found no parameter to batch."""
+
+
+def fn_label(fn: Any) -> str:
+    """`` `auto_vmap(name)` ``: how messages name the decorated function (a callable object by
+    its class, a `functools.partial` by the function it wraps)."""
+    while isinstance(fn, functools.partial):
+        fn = fn.func
+    name = getattr(fn, "__qualname__", None) or type(fn).__qualname__
+    return f"`auto_vmap({str(name).rpartition('<locals>.')[2]})`"

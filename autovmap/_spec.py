@@ -1,7 +1,7 @@
-"""Rank specifications: validate what the user wrote and pin one rank to each parameter.
+"""The decorated callable, read once: its signature, annotations, and one rank per parameter.
 
-Everything here depends only on the decorated function's signature, so it runs once, when
-decorating. Call-time code only looks the results up.
+Everything here depends only on the callable, so it runs when decorating; a call only looks the
+results up. Every mistake in a rank specification is a `RankSpecError` raised from here.
 """
 
 from __future__ import annotations
@@ -10,15 +10,22 @@ import dataclasses
 import functools
 import inspect
 import numbers
+import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 
+from ._annotations import (
+    AnnotationReader,
+    NoSingleRank,
+    VariadicAnnotation,
+    annotation_str,
+)
 from ._errors import RankSpecError, fn_label
 
 # A rank is `None` (not batched), an `int >= 0`, or a pytree of those (prefix semantics, like
-# `jax.vmap`'s `in_axes`).
+# `jax.vmap`'s `in_axes`). Ranks read from annotations may also be a `FieldRanks`/`EachRank`.
 RankTree = Any
 
 _P = inspect.Parameter
@@ -39,53 +46,49 @@ class ParamRank:
     source: str  # "explicit", "annotation" or "none"
 
     def label(self, key: int | str) -> str:
-        """How messages name an argument bound to this parameter."""
+        """How messages name the argument bound to this parameter at `key` (a position in
+        `args` or a name in `kwargs`): `v`, `*args[1]`, `**kwargs['x']`."""
         if self.kind is _P.VAR_POSITIONAL:
-            return f"*{self.name}[{key}]"
+            return f"*{self.name}[{key - self.index}]"  # type: ignore[operator]
         if self.kind is _P.VAR_KEYWORD:
             return f"**{self.name}[{key!r}]"
         return self.name
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class CallSpec:
-    """Per-parameter ranks, laid out so that binding a call is a few dict lookups."""
+    """A callable's signature with one rank per parameter, laid out so that binding a call is a
+    few lookups."""
 
     fn: Callable[..., Any]
+    signature: inspect.Signature
+    annotations: Mapping[str, Any]  # resolved annotations by name, "return" included
+    explicit: Mapping[str, RankTree]  # the explicit ranks, validated, by parameter name
     params: tuple[ParamRank, ...]
     positional: tuple[ParamRank, ...]  # parameters that positional arguments fill, in order
     by_keyword: Mapping[str, ParamRank]  # parameters a keyword argument may name
     var_positional: ParamRank | None
     var_keyword: ParamRank | None
-    # Parameters without a default, checked before any work. Required positional parameters
-    # always come first, so a call with at least that many positional arguments has them all.
+    # Required positional parameters always come first, so a call with at least this many
+    # positional arguments has them all.
     required_positional: int
     required_keyword_only: tuple[ParamRank, ...]
-    # Ranked parameters (that a keyword can name) with a default: an unpassed default is
-    # batched like a passed argument, as in `jax-autovmap`.
-    ranked_defaults: tuple[tuple[ParamRank, Any], ...]
-
-    @functools.cached_property
-    def exact_call_ranks(self) -> tuple[int | None, ...] | None:
-        """Per positional parameter, its rank if that is `None` or an int, for the fast check
-        of calls that give every positional argument and nothing else (see `_call._has_batch_dims`);
-        `None` when such calls still need the general path (pytree ranks, keyword-only
-        parameters that are required or have ranked defaults)."""
-        if self.required_keyword_only or any(
-            p.kind is _P.KEYWORD_ONLY for p, _ in self.ranked_defaults
-        ):
-            return None
-        ranks = tuple(p.rank for p in self.positional)
-        if any(r is not None and not isinstance(r, int) for r in ranks):
-            return None
-        return ranks
+    # Ranked defaults are batched like passed arguments, as in `jax-autovmap`: those a keyword
+    # can name are passed by keyword, positional-only ones by padding `args` with the defaults
+    # from position `first_padded` on.
+    keyword_defaults: tuple[tuple[ParamRank, Any], ...]
+    first_padded: int
+    padding: tuple[Any, ...]
+    # Per positional parameter its rank, where every one is an int or `None` and a call giving
+    # exactly the positional arguments needs no other binding; else `None`.
+    plain_ranks: tuple[int | None, ...] | None
 
     @property
     def any_ranked(self) -> bool:
         return any(p.rank is not None for p in self.params)
 
 
-def _invalid_rank(fn: Callable[..., Any], name: str, rank: object, detail: str) -> RankSpecError:
+def _invalid_rank(fn: Any, name: str, rank: object, detail: str) -> RankSpecError:
     return RankSpecError(
         f"{fn_label(fn)}: the rank given for parameter `{name}` is {rank!r}, {detail}. A rank is "
         "an int >= 0 (the number of dimensions of one example), `None` (not batched), or a "
@@ -93,7 +96,7 @@ def _invalid_rank(fn: Callable[..., Any], name: str, rank: object, detail: str) 
     )
 
 
-def validate_rank(fn: Callable[..., Any], name: str, rank: object) -> RankTree:
+def validate_rank(fn: Any, name: str, rank: object) -> RankTree:
     """Check one user-given rank; return it with every int leaf normalised to `int`."""
     if rank is None:
         return None
@@ -104,7 +107,7 @@ def validate_rank(fn: Callable[..., Any], name: str, rank: object) -> RankTree:
             raise _invalid_rank(fn, name, rank, "negative")
         return int(rank)
     leaves, treedef = jax.tree_util.tree_flatten(rank, is_leaf=is_none)
-    if jax.tree_util.treedef_is_leaf(treedef):  # `rank` is itself a leaf: a float, a str, ...
+    if leaves == [rank]:  # `rank` is itself a leaf: a float, a str, a function, ...
         raise _invalid_rank(fn, name, rank, f"of type `{type(rank).__name__}`")
     for leaf in leaves:
         if leaf is not None and (
@@ -116,15 +119,15 @@ def validate_rank(fn: Callable[..., Any], name: str, rank: object) -> RankTree:
     return jax.tree_util.tree_unflatten(treedef, [None if r is None else int(r) for r in leaves])
 
 
-def explicit_ranks(
-    fn: Callable[..., Any], positional_ranks: tuple[object, ...], keyword_ranks: Mapping[str, object]
+def _explicit_ranks(
+    fn: Any,
+    signature: inspect.Signature,
+    positional_ranks: tuple[object, ...],
+    keyword_ranks: Mapping[str, object],
 ) -> dict[str, RankTree]:
-    """The validated explicit rank of each parameter named, by name.
-
-    Positional ranks fill the parameters in signature order (`self` included), as in
-    `jax-autovmap`; keyword ranks name parameters.
-    """
-    parameters = list(_signature(fn).parameters)
+    """The validated explicit rank of each parameter named. Positional ranks fill the
+    parameters in signature order (`self` included), as in `jax-autovmap`."""
+    parameters = list(signature.parameters)
     valid = ", ".join(f"`{n}`" for n in parameters) or "(none)"
     if len(positional_ranks) > len(parameters):
         raise RankSpecError(
@@ -148,7 +151,43 @@ def explicit_ranks(
     return {name: validate_rank(fn, name, rank) for name, rank in explicit.items()}
 
 
-def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+def _annotated_function(fn: Any) -> Any:
+    """The function whose code and annotations a call of `fn` runs: through
+    `functools.partial`, bound methods, `functools.wraps` wrappers and callable objects."""
+    target = fn
+    for _ in range(100):  # a bound on pathological self-referencing wrappers
+        if isinstance(target, functools.partial):
+            target = target.func
+        elif inspect.ismethod(target):
+            target = target.__func__
+        elif getattr(target, "__wrapped__", None) is not None:
+            target = target.__wrapped__
+        elif isinstance(target, types.FunctionType) or isinstance(target, type):
+            break
+        elif callable(target) and not isinstance(target, types.BuiltinFunctionType):
+            target = type(target).__call__  # a callable object: its class's `__call__`
+        else:
+            break
+    return target
+
+
+def _refuse_non_functions(fn: Any, target: Any) -> None:
+    kind = (
+        "an `async def` function"
+        if inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
+        else "a generator function"
+        if inspect.isgeneratorfunction(target)
+        else None
+    )
+    if kind is not None:
+        raise TypeError(
+            f"{fn_label(fn)}: `auto_vmap` cannot batch {kind}: `jax.vmap` needs the arrays it "
+            "returns, not a coroutine or generator. Batch a plain function that computes one "
+            "example, and call it from your async or generator code."
+        )
+
+
+def _signature(fn: Any) -> inspect.Signature:
     try:
         return inspect.signature(fn)
     except (TypeError, ValueError) as e:
@@ -158,45 +197,127 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature:
         ) from None
 
 
-def build_call_spec(
-    fn: Callable[..., Any], explicit: Mapping[str, RankTree], inferred: Mapping[str, RankTree]
+def _annotation_ranks(
+    fn: Any,
+    signature: inspect.Signature,
+    annotations: Mapping[str, Any],
+    unresolved: Mapping[str, str],
+    explicit: Mapping[str, RankTree],
+    reader: AnnotationReader,
+) -> dict[str, RankTree]:
+    """The rank each parameter's annotation implies, for the parameters not ranked explicitly."""
+    ranks = {}
+    for name in signature.parameters:
+        if name in explicit:
+            continue
+        if name in unresolved:
+            raise RankSpecError(
+                f"{fn_label(fn)}: cannot resolve the annotation of parameter `{name}` "
+                f"({unresolved[name]}). Define the names it uses at module level, or give the "
+                f"rank explicitly: `auto_vmap({name}=RANK)` (or `{name}=None`)."
+            )
+        try:
+            ranks[name] = reader.rank(annotations.get(name))
+        except (VariadicAnnotation, NoSingleRank) as e:
+            why = (
+                "whose variadic dimension gives it no fixed rank"
+                if isinstance(e, VariadicAnnotation)
+                else f"which gives no single rank: {e}"
+            )
+            raise RankSpecError(
+                f"{fn_label(fn)}: parameter `{name}` is annotated "
+                f"`{annotation_str(annotations[name])}`, {why}. Give the per-example rank "
+                f"explicitly, `auto_vmap({name}=RANK)`, or `auto_vmap({name}=None)` to leave it "
+                "unbatched."
+            ) from None
+    return ranks
+
+
+def read_spec(
+    fn: Any,
+    positional_ranks: tuple[object, ...],
+    keyword_ranks: Mapping[str, object],
+    reader: AnnotationReader,
 ) -> CallSpec:
-    """One rank per parameter of `fn`: explicit ranks win over `inferred` ones (annotations)."""
-    resolved = []
-    defaults = {}
-    parameters = _signature(fn).parameters.values()
-    for index, p in enumerate(parameters):
+    """Read `fn` once: its signature, resolved annotations, and each parameter's rank, the
+    explicit one winning over the annotation's."""
+    target = _annotated_function(fn)
+    _refuse_non_functions(fn, target)
+    signature = _signature(fn)
+    explicit = _explicit_ranks(fn, signature, positional_ranks, keyword_ranks)
+    globalns = getattr(target, "__globals__", {})
+    annotations: dict[str, Any] = {}
+    unresolved: dict[str, str] = {}
+    wanted = {*signature.parameters, "return"}
+    for name, annotation in (getattr(target, "__annotations__", None) or {}).items():
+        if name not in wanted:  # `self` of a callable object's `__call__`, partial's bound args
+            continue
+        try:
+            annotations[name] = reader.resolve(annotation, globalns)
+        except Exception as e:  # noqa: BLE001 - NameError, SyntaxError...: reported if needed
+            unresolved[name] = f"{type(e).__name__}: {e}"
+    inferred = _annotation_ranks(fn, signature, annotations, unresolved, explicit, reader)
+    params = []
+    for index, p in enumerate(signature.parameters.values()):
         if p.name in explicit:
             rank, source = explicit[p.name], "explicit"
         elif inferred.get(p.name) is not None:
             rank, source = inferred[p.name], "annotation"
         else:
             rank, source = None, "none"
-        resolved.append(ParamRank(p.name, index, p.kind, rank, source))
-        defaults[p.name] = p.default
+        params.append(ParamRank(p.name, index, p.kind, rank, source))
+    return _layout(fn, signature, annotations, explicit, tuple(params))
 
+
+def _layout(
+    fn: Any,
+    signature: inspect.Signature,
+    annotations: dict[str, Any],
+    explicit: dict[str, RankTree],
+    params: tuple[ParamRank, ...],
+) -> CallSpec:
     def of_kind(*kinds: inspect._ParameterKind) -> tuple[ParamRank, ...]:
-        return tuple(r for r in resolved if r.kind in kinds)
+        return tuple(p for p in params if p.kind in kinds)
 
+    def default(p: ParamRank) -> Any:
+        return signature.parameters[p.name].default
+
+    def has_ranked_default(p: ParamRank) -> bool:
+        return p.rank is not None and default(p) is not _P.empty and default(p) is not None
+
+    positional = of_kind(_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
+    required_positional = sum(default(p) is _P.empty for p in positional)
+    positional_only = of_kind(_P.POSITIONAL_ONLY)
+    padded = [p.index for p in positional_only if has_ranked_default(p)]
+    padding = tuple(default(p) for p in positional_only[required_positional : max(padded, default=-1) + 1])
+    keyword_defaults = tuple(
+        (p, default(p))
+        for p in of_kind(_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)
+        if has_ranked_default(p)
+    )
+    required_keyword_only = tuple(p for p in of_kind(_P.KEYWORD_ONLY) if default(p) is _P.empty)
+    ranks = tuple(p.rank for p in positional)
+    plain = (
+        not required_keyword_only
+        and not any(p.kind is _P.KEYWORD_ONLY for p, _ in keyword_defaults)
+        and all(r is None or isinstance(r, int) for r in ranks)
+    )
     var_positional = of_kind(_P.VAR_POSITIONAL)
     var_keyword = of_kind(_P.VAR_KEYWORD)
     return CallSpec(
         fn=fn,
-        params=tuple(resolved),
-        positional=of_kind(_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD),
-        by_keyword={r.name: r for r in of_kind(_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)},
+        signature=signature,
+        annotations=annotations,
+        explicit=explicit,
+        params=params,
+        positional=positional,
+        by_keyword={p.name: p for p in of_kind(_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)},
         var_positional=var_positional[0] if var_positional else None,
         var_keyword=var_keyword[0] if var_keyword else None,
-        required_positional=sum(
-            defaults[r.name] is _P.empty
-            for r in of_kind(_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
-        ),
-        required_keyword_only=tuple(
-            r for r in of_kind(_P.KEYWORD_ONLY) if defaults[r.name] is _P.empty
-        ),
-        ranked_defaults=tuple(
-            (r, defaults[r.name])
-            for r in of_kind(_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)
-            if r.rank is not None and defaults[r.name] not in (_P.empty, None)
-        ),
+        required_positional=required_positional,
+        required_keyword_only=required_keyword_only,
+        keyword_defaults=keyword_defaults,
+        first_padded=required_positional,
+        padding=padding,
+        plain_ranks=ranks if plain else None,
     )

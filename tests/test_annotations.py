@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Optional
 
 import jax
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 from jaxtyping import Array, ArrayLike, Float, Int, PyTree, Scalar
 
-from autovmap import RankSpecError, TreeStructureError, auto_vmap
+from autovmap import NothingToBatchWarning, RankSpecError, TreeStructureError, auto_vmap
 from oracle import assert_trees_close, loop
 
 
@@ -88,11 +89,19 @@ def test_plain_and_missing_annotations_are_not_batched():
     np.testing.assert_allclose(f(jnp.ones((4, 3)), 2, "n", jnp.sum, None), np.full(4, 6.0))
 
 
-def test_no_array_annotations_and_no_ranks_is_the_function_itself():
+def test_no_array_annotations_and_no_ranks_is_the_function_itself_with_a_warning():
     def f(x: int, y) -> int:
         return x
 
-    assert auto_vmap(f) is f
+    with pytest.warns(NothingToBatchWarning, match=r"auto_vmap\(f\).*nothing is batched"):
+        assert auto_vmap(f) is f
+
+    def g(x, y):  # no annotations at all: silent, as in jax-autovmap
+        return x
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert auto_vmap(g) is g
 
 
 def test_string_annotations_resolve_with_local_names():

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 
 from autovmap import auto_vmap
-from autovmap._plan import make_plan, merge_levels
+from autovmap._plan import make_plan
 from oracle import assert_trees_close, loop
 
 
@@ -21,11 +21,12 @@ def test_merge_levels_joins_runs_with_the_same_mapped_leaves():
     # v: (4, 5, 6) batch, m: (6,) batch -> levels (0, None), (0, None), (0, 0)
     plan = make_plan(((4, 5, 6), (6,)))
     assert plan.levels == ((0, None), (0, None), (0, 0))
-    merged = merge_levels(plan)
+    merged = plan.merged
     assert merged.levels == ((0, None), (0, 0))
     assert merged.mapped_shape == (20, 6)
     assert merged.merged_batch_shapes == ((20, 6), (6,))
-    assert merge_levels(make_plan(((3, 1, 2), (1, 4, 1)))).levels == ((0, None), (None, 0), (0, None))
+    assert make_plan(((3, 1, 2), (1, 4, 1))).merged is None  # no two adjacent levels map the same leaves
+    assert make_plan(((3, 1, 2), (1, 4, 1))).levels == ((0, None), (None, 0), (0, None))
 
 
 @given(data=st.data())

@@ -46,10 +46,14 @@ def test_spec_errors_at_decoration(positional, keyword, needles):
 
 
 def test_option_errors():
-    with pytest.raises(RankSpecError, match="check"):
+    # Options are not ranks: a wrong one is a plain TypeError or ValueError.
+    with pytest.raises(TypeError, match="check") as info:
         auto_vmap(check=0)
-    with pytest.raises(RankSpecError, match="chunk_size"):
+    assert not isinstance(info.value, RankSpecError)
+    with pytest.raises(ValueError, match="chunk_size"):
         auto_vmap(chunk_size=0)
+    with pytest.raises(TypeError, match="chunk_size"):
+        auto_vmap(chunk_size=2.0)
 
 
 def tree_fn(p, x):

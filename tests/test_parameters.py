@@ -1,5 +1,6 @@
 """Every parameter kind, and untouched pass-through of everything that is not ranked."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -154,17 +155,25 @@ def test_no_ranks_and_no_annotations_returns_the_function_itself():
     assert auto_vmap(v=None)(dot) is dot
 
 
-def test_no_batch_dims_calls_the_function_with_the_very_same_arguments():
+def test_no_batch_dims_calls_the_function_once_with_ranked_leaves_as_jax_arrays():
     seen = []
 
     @auto_vmap(x=2, y=0)
-    def f(x, y, val=1):
-        seen.append((x, y))
+    def f(x, y, val=1, label=None):
+        seen.append((x, y, val, label))
         return val
 
-    x = np.zeros((3, 3))
-    assert f(x, 0.0) == 1  # the function's own result, not an array
-    assert seen[0][0] is x and seen[0][1] == 0.0
+    x = jnp.zeros((3, 3))
+    label = object()
+    assert f(x, jnp.float32(0.0), label=label) == 1  # the function's own result, not an array
+    assert seen[-1][0] is x and seen[-1][2] == 1 and seen[-1][3] is label  # the very same objects
+    # NumPy arrays and Python scalars with a rank reach the function as JAX arrays, as in a
+    # batched call, so what the function sees never depends on whether the call is batched.
+    np_x = np.zeros((3, 3))
+    f(np_x, 0.0, label=label)
+    assert isinstance(seen[-1][0], jax.Array) and isinstance(seen[-1][1], jax.Array)
+    np.testing.assert_array_equal(seen[-1][0], np_x)
+    assert seen[-1][3] is label
 
 
 def test_bad_call_arguments_raise_the_usual_type_error_naming_the_function():

@@ -1,0 +1,253 @@
+"""Arguments <-> ranked leaves: bind a call to the parameters, flatten the ranked arguments to
+the array leaves that carry a rank, and rebuild the arguments from new leaves.
+
+The ranked leaves of a call, in argument order, are the one index space the plan and the run
+work in. Everything else (unranked arguments, `None`, leaves under a `None` rank, non-array
+leaves) stays where it is and reaches the function as the very same object.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import numpy as np
+
+from ._annotations import EachRank, FieldRanks, rank_at
+from ._errors import TreeStructureError, fn_label, hide_from_tracebacks
+from ._spec import CallSpec, ParamRank, is_none
+
+hide_from_tracebacks(__file__)
+
+_P = inspect.Parameter
+PYTHON_SCALARS = (bool, int, float, complex)
+Shape = tuple[int, ...]
+
+
+def shape_of(leaf: Any) -> Shape | None:
+    """The shape of an array-like leaf; `None` for leaves that are not arrays (strings, ...)."""
+    if isinstance(leaf, jax.Array):  # the common case first: this runs for every leaf
+        return leaf.shape
+    if isinstance(leaf, (np.ndarray, np.generic)):
+        return leaf.shape
+    if isinstance(leaf, PYTHON_SCALARS):
+        return ()
+    shape = getattr(leaf, "shape", None)  # other array types (`jax.ShapeDtypeStruct`, ...)
+    if shape is not None and hasattr(leaf, "dtype"):
+        return tuple(shape)
+    return None
+
+
+@dataclasses.dataclass(slots=True)
+class RankedArgument:
+    """One ranked argument: where it goes in the call, and its leaves.
+
+    `flat` holds every leaf of the argument (a subtree under a `None` rank counts as one
+    leaf); `slots[i]` is the position in `flat` of the call's ranked leaf `start + i`.
+    """
+
+    key: int | str  # position in `args`, or name in `kwargs`
+    param: ParamRank
+    value: Any
+    flat: list[Any]
+    slots: list[int]
+    start: int
+    unflatten: Callable[[list[Any]], Any] | None  # None: the value is its own single leaf
+
+    @property
+    def label(self) -> str:
+        return self.param.label(self.key)
+
+    def rebuild(self, leaves: list[Any]) -> Any:
+        flat = list(self.flat)
+        for i, slot in enumerate(self.slots):
+            flat[slot] = leaves[self.start + i]
+        return flat[0] if self.unflatten is None else self.unflatten(flat)
+
+    def leaf_labels(self) -> list[str]:
+        """The label and pytree path of each ranked leaf; only computed for messages."""
+        if self.unflatten is None:
+            return [self.label]
+        rank = self.param.rank
+        if isinstance(rank, int) or isinstance(rank, (FieldRanks, EachRank)):
+            paths = [p for p, _ in jax.tree_util.tree_flatten_with_path(self.value)[0]]
+        else:  # a pytree rank: subtrees under `None` are one leaf each
+            paths = []
+            rank_paths = jax.tree_util.tree_flatten_with_path(rank, is_leaf=is_none)[0]
+            rank_def: Any = jax.tree_util.tree_structure(rank, is_leaf=is_none)
+            for (rank_path, sub_rank), subtree in zip(rank_paths, rank_def.flatten_up_to(self.value)):
+                if sub_rank is None:
+                    paths.append(rank_path)
+                else:
+                    flat = jax.tree_util.tree_flatten_with_path(subtree)[0]
+                    paths.extend(rank_path + p for p, _ in flat)
+        return [self.label + jax.tree_util.keystr(paths[slot]) for slot in self.slots]
+
+
+@dataclasses.dataclass(slots=True)
+class BoundCall:
+    """A call bound to the parameters, with its ranked leaves in one list."""
+
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    arguments: list[RankedArgument]
+    leaves: list[Any]  # the ranked array leaves, in argument order
+    ranks: list[int]  # the rank of each
+
+    def rebuild(self, leaves: list[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """The call's arguments with the ranked leaves replaced by `leaves`."""
+        args = list(self.args)
+        kwargs = dict(self.kwargs)
+        for argument in self.arguments:
+            value = argument.rebuild(leaves)
+            if isinstance(argument.key, int):
+                args[argument.key] = value
+            else:
+                kwargs[argument.key] = value
+        return tuple(args), kwargs
+
+    def leaf_labels(self) -> list[str]:
+        return [label for argument in self.arguments for label in argument.leaf_labels()]
+
+
+def _flatten(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> tuple[list[Any], list[int | None], Callable[[list[Any]], Any] | None]:
+    """Every leaf of one argument with its rank, and how to put the leaves back together."""
+    rank = param.rank
+    if isinstance(rank, int):
+        if isinstance(value, (jax.Array, np.ndarray)) or isinstance(value, PYTHON_SCALARS):
+            return [value], [rank], None  # the common case, without tree_flatten
+        leaves, treedef = jax.tree_util.tree_flatten(value)
+        return leaves, [rank] * len(leaves), functools.partial(jax.tree_util.tree_unflatten, treedef)
+    if isinstance(rank, (FieldRanks, EachRank)):
+        with_paths, treedef = jax.tree_util.tree_flatten_with_path(value)
+        if isinstance(rank, FieldRanks) and len(with_paths) == 1 and isinstance(value, rank.cls):
+            label = param.label(key)
+            raise TreeStructureError(
+                f"{fn_label(spec.fn)}: argument `{label}` is a `{rank.cls.__name__}`, whose "
+                "annotated fields give it ranks, but it is not a JAX pytree, so its fields "
+                "cannot be batched. Register the class with `jax.tree_util.register_dataclass` "
+                f"(or make it an `equinox.Module`), or give `{label}` an explicit rank."
+            )
+        leaf_ranks = [rank_at(rank, path) for path, _ in with_paths]
+        unflatten = functools.partial(jax.tree_util.tree_unflatten, treedef)
+        return [leaf for _, leaf in with_paths], leaf_ranks, unflatten
+    rank_def: Any
+    rank_leaves, rank_def = jax.tree_util.tree_flatten(rank, is_leaf=is_none)
+    try:
+        subtrees = rank_def.flatten_up_to(value)
+    except (ValueError, TypeError):
+        label = param.label(key)
+        raise TreeStructureError(
+            f"{fn_label(spec.fn)}: argument `{label}` does not have the pytree structure of its "
+            f"rank {rank!r}.\n  expected: {rank_def}\n  got:      "
+            f"{jax.tree_util.tree_structure(value)}\nPass `{label}` with that structure, or give "
+            "it a single int rank, which applies to every leaf."
+        ) from None
+    flat: list[Any] = []
+    leaf_ranks = []
+    subdefs: list[Any] = []  # a treedef per int rank, None where the rank is None
+    for sub_rank, subtree in zip(rank_leaves, subtrees):
+        if sub_rank is None:
+            flat.append(subtree)
+            leaf_ranks.append(None)
+            subdefs.append(None)
+        else:
+            sub_leaves, sub_def = jax.tree_util.tree_flatten(subtree)
+            flat.extend(sub_leaves)
+            leaf_ranks.extend([sub_rank] * len(sub_leaves))
+            subdefs.append(sub_def)
+
+    def unflatten_pytree_rank(new_flat: list[Any]) -> Any:
+        it = iter(new_flat)
+        return rank_def.unflatten(
+            [next(it) if d is None else d.unflatten([next(it) for _ in range(d.num_leaves)])
+             for d in subdefs]
+        )
+
+    return flat, leaf_ranks, unflatten_pytree_rank
+
+
+def _refuse_no_arrays(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> TreeStructureError:
+    label = param.label(key)
+    hint = ""
+    if param.index == 0 and param.name in ("self", "cls") and param.source == "explicit":
+        hint = (
+            f" Positional ranks count `{param.name}`: `@auto_vmap(1)` on `def f(self, x)` ranks "
+            "`self`. Give `None` first (`@auto_vmap(None, 1)`) or rank by name (`x=1`)."
+        )
+    return TreeStructureError(
+        f"{fn_label(spec.fn)}: argument `{label}` has rank {param.rank!r} but holds no array: "
+        f"it is a `{type(value).__name__}`.{hint} Pass an array (or a pytree of arrays), or "
+        f"give `{param.name}` the rank `None` to pass it through unbatched."
+    )
+
+
+def _binding_error(spec: CallSpec, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> TypeError:
+    try:
+        spec.signature.bind(*args, **kwargs)
+    except TypeError as e:
+        return TypeError(f"{fn_label(spec.fn)}: {e}")
+    return TypeError(f"{fn_label(spec.fn)}: these arguments do not fit the signature")
+
+
+def _given(param: ParamRank, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> bool:
+    """Whether a call supplies `param` (a positional-only one cannot come by keyword)."""
+    if param.kind is not _P.KEYWORD_ONLY and param.index < len(args):
+        return True
+    return param.kind is not _P.POSITIONAL_ONLY and param.name in kwargs
+
+
+def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BoundCall:
+    """Bind a call and collect its ranked leaves. Calls that do not fit the signature raise the
+    usual `TypeError` here, naming the function, before any batching."""
+    if spec.padding and spec.first_padded <= len(args) < spec.first_padded + len(spec.padding):
+        args = args + spec.padding[len(args) - spec.first_padded :]
+    found: list[tuple[int | str, Any, ParamRank]] = []
+    n_positional = len(spec.positional)
+    for i, value in enumerate(args):
+        if i < n_positional:
+            param = spec.positional[i]
+        elif spec.var_positional is not None:
+            param = spec.var_positional
+        else:
+            raise _binding_error(spec, args, kwargs)
+        if param.rank is not None and value is not None:
+            found.append((i, value, param))
+    for name, value in kwargs.items():
+        keyword_param = spec.by_keyword.get(name)
+        if keyword_param is None:
+            keyword_param = spec.var_keyword
+            if keyword_param is None:
+                raise _binding_error(spec, args, kwargs)
+        elif keyword_param.kind is _P.POSITIONAL_OR_KEYWORD and keyword_param.index < len(args):
+            raise _binding_error(spec, args, kwargs)  # given both positionally and by keyword
+        if keyword_param.rank is not None and value is not None:
+            found.append((name, value, keyword_param))
+    missing_positional = spec.positional[len(args) : spec.required_positional]
+    for param in (*missing_positional, *spec.required_keyword_only):
+        if not _given(param, args, kwargs):
+            raise _binding_error(spec, args, kwargs)
+    defaults = [(p, d) for p, d in spec.keyword_defaults if not _given(p, args, kwargs)]
+    if defaults:
+        kwargs = {**kwargs, **{p.name: d for p, d in defaults}}
+        found.extend((p.name, d, p) for p, d in defaults)
+    arguments = []
+    leaves: list[Any] = []
+    ranks: list[int] = []
+    for key, value, param in found:
+        flat, flat_ranks, unflatten = _flatten(spec, key, value, param)
+        slots = []
+        for slot, (leaf, rank) in enumerate(zip(flat, flat_ranks)):
+            if rank is not None and shape_of(leaf) is not None:
+                slots.append(slot)
+                leaves.append(leaf)
+                ranks.append(rank)
+        if not slots and param.source == "explicit" and any(r is not None for r in flat_ranks):
+            raise _refuse_no_arrays(spec, key, value, param)
+        if slots:
+            arguments.append(RankedArgument(key, param, value, flat, slots, len(leaves) - len(slots), unflatten))
+    return BoundCall(args, kwargs, arguments, leaves, ranks)

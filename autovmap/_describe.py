@@ -1,0 +1,167 @@
+"""What a call does, as data and as text: `Plan` tables and the shape-error messages.
+
+A failing call and a working one are described by the same table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from ._bind import BoundCall, Shape, shape_of
+from ._errors import BroadcastError, RankTooLargeError, fn_label
+from ._plan import IncompatibleBatchShapes, VmapPlan
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def render_table(header: Sequence[str], rows: Sequence[Sequence[str]], indent: str = "  ") -> str:
+    """Left-aligned columns, one line per row, for messages a person reads."""
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        indent + "  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+        for row in [header, *rows]
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class LeafPlan:
+    """One ranked array leaf of a call.
+
+    Attributes:
+        argument: the parameter, with the pytree path of the leaf (`p['w']`, `*args[1]`).
+        rank: the per-example rank of the leaf.
+        source: where the rank came from: `"explicit"` or `"annotation"`.
+        shape: the shape passed.
+        batch_shape: `shape[:ndim - rank]`.
+        in_axes: the leaf's `in_axes` at each `jax.vmap` level, outermost first: `0` where it
+            is mapped, `None` where it is broadcast (a size-1 dim squeezed, or a missing one).
+    """
+
+    argument: str
+    rank: int
+    source: str
+    shape: Shape
+    batch_shape: Shape
+    in_axes: tuple[int | None, ...] | None = None
+
+
+def leaf_table(leaves: Sequence[LeafPlan], with_levels: bool) -> str:
+    header = ["argument", "rank", "from", "shape", "batch shape"]
+    rows = [
+        [leaf.argument, str(leaf.rank), leaf.source, fmt_shape(leaf.shape), fmt_shape(leaf.batch_shape)]
+        for leaf in leaves
+    ]
+    if with_levels:
+        header.append("in_axes per level")
+        for row, leaf in zip(rows, leaves):
+            row.append(" ".join("-" if a is None else str(a) for a in leaf.in_axes or ()) or "-")
+    return render_table(header, rows)
+
+
+def leaf_plans(bound: BoundCall, plan: VmapPlan | None) -> tuple[LeafPlan, ...]:
+    """Describe every ranked leaf of `bound`; `plan` supplies the in_axes when there is one."""
+    sources = [a.param.source for a in bound.arguments for _ in a.slots]
+    position = {} if plan is None else {leaf: p for p, leaf in enumerate(plan.mapped)}
+    result = []
+    for i, (label, leaf, rank, source) in enumerate(
+        zip(bound.leaf_labels(), bound.leaves, bound.ranks, sources)
+    ):
+        shape = shape_of(leaf)
+        assert shape is not None
+        in_axes = None
+        if plan is not None:
+            p = position.get(i)
+            in_axes = tuple(None if p is None else level[p] for level in plan.levels)
+        batch = shape[: max(len(shape) - rank, 0)]
+        result.append(LeafPlan(label, rank, source, shape, batch, in_axes))
+    return tuple(result)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """What calling an auto-vmapped function with given arguments does, worked out without
+    running it. Returned by `autovmap.plan`; `print(plan)` shows a table.
+
+    Attributes:
+        function: the name of the decorated function.
+        batch_shape: the broadcast batch shape, prepended to every output leaf.
+        leaves: one `LeafPlan` per ranked array leaf, in argument order.
+        levels: the number of `jax.vmap` levels under tracing (`jax.jit`, `jax.grad`, ...):
+            one per batch dim of size other than 1.
+        eager_levels: the number of levels when the arrays are concrete: adjacent levels that
+            map the same leaves are then merged by a reshape.
+        chunk_size: the `chunk_size` option, if set: the batch is then evaluated that many
+            examples at a time.
+    """
+
+    function: str
+    batch_shape: Shape
+    leaves: tuple[LeafPlan, ...]
+    levels: int
+    eager_levels: int
+    chunk_size: int | None = None
+
+    def __str__(self) -> str:
+        if not self.levels and self.batch_shape == ():
+            summary = "no batch dims: the function is called once, with the arguments as given"
+        else:
+            summary = (
+                f"batch shape {fmt_shape(self.batch_shape)}, {self.levels} vmap level(s) "
+                f"under tracing, {self.eager_levels} eager"
+            )
+            if self.chunk_size is not None:
+                summary += f", in chunks of at most {self.chunk_size} examples"
+        legend = "in_axes: 0 = mapped, - = broadcast (in_axes=None, never copied)"
+        return f"{self.function}: {summary}\n{leaf_table(self.leaves, with_levels=True)}\n  {legend}"
+
+
+def describe(fn: object, bound: BoundCall, plan: VmapPlan | None, chunk_size: int | None) -> Plan:
+    merged = None if plan is None else plan.merged or plan
+    return Plan(
+        function=fn_label(fn).strip("`"),
+        batch_shape=() if plan is None else plan.batch_shape,
+        leaves=leaf_plans(bound, plan),
+        levels=0 if plan is None else len(plan.levels),
+        eager_levels=0 if merged is None else len(merged.levels),
+        chunk_size=chunk_size,
+    )
+
+
+def _dims(n: int) -> str:
+    return f"{n} dim" if n == 1 else f"{n} dims"
+
+
+def rank_too_large(fn: object, bound: BoundCall, i: int) -> RankTooLargeError:
+    label = bound.leaf_labels()[i]
+    shape = shape_of(bound.leaves[i])
+    assert shape is not None
+    rank = bound.ranks[i]
+    core = ", ".join(f"d{k}" for k in range(rank))
+    return RankTooLargeError(
+        f"{fn_label(fn)}: argument `{label}` has shape {fmt_shape(shape)} ({_dims(len(shape))}), "
+        f"but its rank is {rank}: one example has {_dims(rank)}, so the argument needs at least "
+        f"{rank}.\nPass `{label}` with shape (*batch, {core}), or give it a smaller rank."
+    )
+
+
+def broadcast_error(fn: object, bound: BoundCall, error: IncompatibleBatchShapes) -> BroadcastError:
+    leaves = leaf_plans(bound, None)
+    from_right = error.axis - error.ndim
+    sizes = [
+        str(leaf.batch_shape[from_right])
+        for leaf in leaves
+        if len(leaf.batch_shape) >= -from_right and leaf.batch_shape[from_right] != 1
+    ]
+    example = next(leaf.argument for leaf in leaves if leaf.batch_shape)
+    return BroadcastError(
+        f"{fn_label(fn)}: the batch shapes of the arguments do not broadcast: batch dimension "
+        f"{from_right} (counted from the right) has sizes {' and '.join(dict.fromkeys(sizes))}.\n"
+        f"{leaf_table(leaves, with_levels=False)}\n"
+        "Batch shapes are aligned on the right, and in each position the sizes must be equal or "
+        "1 (a size-1 or missing dimension stretches). Make the sizes agree, or insert a size-1 "
+        f"axis (e.g. `{example}[:, None]`) to combine every example of one argument with every "
+        "example of another."
+    )

@@ -1,0 +1,141 @@
+"""Run a `VmapPlan`: squeeze broadcast dims, nest (or merge, or chunk) `jax.vmap`, reshape.
+
+The nested `jax.vmap`s depend only on the plan's `in_axes`, so they are built once per plan and
+reused: the per-call state (the user's function and the leaves that are not mapped) travels
+through them as `_Example`, a pytree with no leaves, which `jax.vmap` passes through untouched
+with `in_axes=None`. Leaves that are not mapped are closed over, never copied.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._errors import hide_from_tracebacks
+from ._plan import BoundedCache, InAxes, Shape, VmapPlan
+
+hide_from_tracebacks(__file__)
+
+# Merging adjacent levels reshapes each mapped leaf and each output leaf eagerly, one dispatch
+# each; past this many leaves per level saved, the reshapes cost more than the level they save.
+_MERGE_LEAVES_PER_LEVEL = 32
+
+
+class _Example:
+    """What one example needs besides its mapped leaves: the callback and the other leaves."""
+
+    __slots__ = ("call", "leaves", "mapped")
+
+    def __init__(self, call: Callable[[list[Any]], Any], leaves: list[Any], mapped: tuple[int, ...]):
+        self.call = call
+        self.leaves = leaves
+        self.mapped = mapped
+
+    def __call__(self, mapped_leaves: Sequence[Any]) -> Any:
+        leaves = list(self.leaves)
+        for i, leaf in zip(self.mapped, mapped_leaves):
+            leaves[i] = leaf
+        return self.call(leaves)
+
+
+jax.tree_util.register_pytree_node(_Example, lambda e: ((), e), lambda e, _: e)
+
+
+def _call_example(example: _Example, *mapped_leaves: Any) -> Any:
+    return example(mapped_leaves)
+
+
+_VMAPPED = BoundedCache(1024)
+
+
+def _nested_vmap(levels: tuple[InAxes, ...]) -> Callable[..., Any]:
+    """`jax.vmap` nested once per level, outermost first, as a person would write it."""
+    fn: Callable[..., Any] | None = _VMAPPED.get(levels)
+    if fn is None:
+        fn = _call_example
+        for in_axes in reversed(levels):
+            fn = jax.vmap(fn, in_axes=(None, *in_axes))
+        _VMAPPED.put(levels, fn)
+    return fn
+
+
+def _as_array(x: Any, squeeze: Shape) -> Any:
+    """A ranked leaf as the function sees it: a JAX array, its size-1 batch dims squeezed."""
+    if isinstance(x, jax.Array):
+        return jax.lax.squeeze(x, squeeze) if squeeze else x
+    if squeeze:  # a NumPy view: free, then converted once
+        x = np.squeeze(np.asarray(x), squeeze)
+    return jnp.asarray(x)
+
+
+def _concrete(x: Any) -> bool:
+    """Reshaping `x` changes no program and moves no data between devices: a concrete array on
+    one device. Tracers are never merged: the traced program must be hand-written nested vmap."""
+    return not isinstance(x, jax.core.Tracer) and len(x.sharding.device_set) == 1
+
+
+def _chunked(
+    example: _Example, mapped: list[Any], levels: tuple[InAxes, ...], shape: Shape, chunk_size: int
+) -> Any:
+    """Evaluate the flattened batch `chunk_size` examples at a time (`jax.lax.map`).
+
+    Leaves mapped at every level are reshaped to one batch dim and sliced by `lax.map`; the
+    others are indexed per example, so nothing is broadcast by copying."""
+    n = math.prod(shape)
+    everywhere = [all(in_axes[p] == 0 for in_axes in levels) for p in range(len(mapped))]
+    sliced = [x.reshape((n, *x.shape[len(levels) :])) for x, full in zip(mapped, everywhere) if full]
+
+    def one(flat_index_and_sliced: tuple[Any, list[Any]]) -> Any:
+        flat_index, examples = flat_index_and_sliced
+        index = jnp.unravel_index(flat_index, shape)
+        next_sliced = iter(examples)
+        leaves = []
+        for p, x in enumerate(mapped):
+            if everywhere[p]:
+                leaves.append(next(next_sliced))
+            else:
+                own = tuple(i for i, in_axes in zip(index, levels) if in_axes[p] == 0)
+                leaves.append(x[own])
+        return example(leaves)
+
+    return jax.lax.map(one, (jnp.arange(n), sliced), batch_size=chunk_size)
+
+
+def run_plan(
+    plan: VmapPlan,
+    leaves: Sequence[Any],
+    call: Callable[[list[Any]], Any],
+    chunk_size: int | None = None,
+) -> Any:
+    """Evaluate `call` (ranked leaves of one example -> outputs) on every example of `plan`."""
+    leaves = [_as_array(x, axes) for x, axes in zip(leaves, plan.squeeze_axes)]
+    mapped = [leaves[i] for i in plan.mapped]
+    levels, lead = plan.levels, plan.mapped_shape
+    merged = plan.merged
+    if (
+        merged is not None
+        and len(mapped) <= _MERGE_LEAVES_PER_LEVEL * (len(levels) - len(merged.levels))
+        and all(map(_concrete, mapped))
+    ):
+        assert merged.merged_batch_shapes is not None
+        mapped = [
+            x.reshape(batch + x.shape[sum(a[p] == 0 for a in levels) :])
+            for p, (x, batch) in enumerate(zip(mapped, merged.merged_batch_shapes))
+        ]
+        levels, lead = merged.levels, merged.mapped_shape
+    example = _Example(call, leaves, plan.mapped)
+    if chunk_size is not None and math.prod(lead) > chunk_size:
+        out = _chunked(example, mapped, levels, lead, chunk_size)
+        lead = (math.prod(lead),)
+    else:
+        out = _nested_vmap(levels)(example, *mapped)
+    if lead != plan.batch_shape:  # unmapped size-1 dims, merged or chunked levels
+        out = jax.tree_util.tree_map(
+            lambda o: jnp.reshape(o, plan.batch_shape + jnp.shape(o)[len(lead) :]), out
+        )
+    return out
