@@ -123,6 +123,8 @@ class AnnotationReader:
 
     def resolve(self, annotation: Any, globalns: dict[str, Any]) -> Any:
         """`annotation` evaluated if it is a string; raises `NameError` etc. if it cannot be."""
+        if isinstance(annotation, typing.ForwardRef):  # `NamedTuple` fields keep these
+            annotation = annotation.__forward_arg__
         if not isinstance(annotation, str):
             return annotation
         try:
