@@ -19,13 +19,13 @@ import numpy as np
 
 from ._annotations import EachRank, FieldRanks, rank_at
 from ._errors import TreeStructureError, fn_label, hide_from_tracebacks
+from ._plan import Shape
 from ._spec import CallSpec, ParamRank, is_none
 
 hide_from_tracebacks(__file__)
 
 _P = inspect.Parameter
 PYTHON_SCALARS = (bool, int, float, complex)
-Shape = tuple[int, ...]
 
 
 def shape_of(leaf: Any) -> Shape | None:

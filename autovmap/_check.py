@@ -103,22 +103,29 @@ class Checker:
         self.annotations = {k: v for k, v in spec.annotations.items() if k != "return"}
         self.return_annotation = spec.annotations.get("return")
         self._passed = BoundedCache(256)  # abstract arguments (and result) known to pass
+        self._positional = [(p.name, self.annotations.get(p.name)) for p in spec.positional]
 
     def _items(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
         """(label, value, annotation) for every annotated argument given."""
-        spec = self.spec
         items = []
+        positional = self._positional
         for i, value in enumerate(args):
-            param = spec.positional[i] if i < len(spec.positional) else spec.var_positional
-            annotation = self.annotations.get(param.name)  # type: ignore[union-attr]
+            label, annotation = positional[i] if i < len(positional) else self._extra(i)
             if annotation is not None:
-                items.append((param.label(i), value, annotation))  # type: ignore[union-attr]
+                items.append((label, value, annotation))
         for name, value in kwargs.items():
-            param = spec.by_keyword.get(name) or spec.var_keyword
-            annotation = self.annotations.get(param.name)  # type: ignore[union-attr]
+            param = self.spec.by_keyword.get(name) or self.spec.var_keyword
+            assert param is not None  # the call was bound before: the name is a parameter
+            annotation = self.annotations.get(param.name)
             if annotation is not None:
-                items.append((param.label(name), value, annotation))  # type: ignore[union-attr]
+                items.append((param.label(name), value, annotation))
         return items
+
+    def _extra(self, i: int) -> tuple[str, Any]:
+        """The label and annotation of the extra positional argument `i` (`*args`)."""
+        param = self.spec.var_positional
+        assert param is not None  # the call was bound before: it has a `*args` parameter
+        return param.label(i), self.annotations.get(param.name)
 
     def _check(self, items: list[tuple[str, Any, Any]], result: Any = _UNCACHEABLE) -> None:
         """Check `items`, and `result` if given, in the current memo scope."""
@@ -135,7 +142,7 @@ class Checker:
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         items = self._items(args, kwargs)
-        key: Any = tuple(_abstract(value) for _, value, _ in items)
+        key: Any = tuple([_abstract(value) for _, value, _ in items])
         if _UNCACHEABLE in key:
             key = None
         if key is None or self._passed.get(key) is None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from ._bind import BoundCall, Shape, shape_of
+from ._bind import BoundCall, shape_of
 from ._errors import BroadcastError, RankTooLargeError, fn_label
-from ._plan import IncompatibleBatchShapes, VmapPlan
+from ._plan import IncompatibleBatchShapes, Shape, VmapPlan
 
 
 def fmt_shape(shape: Shape) -> str:
