@@ -25,6 +25,7 @@ import numpy as np
 import typeguard
 
 from ._annotations import annotation_str
+from ._describe import fmt_shape
 from ._errors import AnnotationCheckError, fn_label, hide_from_tracebacks
 from ._plan import BoundedCache
 from ._spec import CallSpec
@@ -52,7 +53,7 @@ def _shape_str(value: Any) -> str | None:
     shape = getattr(value, "shape", None)
     if shape is None:
         return None
-    return f"{getattr(value, 'dtype', '')}{list(shape)}".replace(" ", "")
+    return f"a {getattr(value, 'dtype', '')} array of shape {fmt_shape(tuple(shape))}"
 
 
 def _bindings() -> str:
