@@ -111,3 +111,30 @@ def test_batched_signature_accepts_batched_arguments_and_catches_core_mismatch()
     _check_call(add, jnp.ones((7, 1, 3)), jnp.ones((5, 3)))  # broadcastable batches pass
     with pytest.raises(typeguard.TypeCheckError):
         _check_call(add, jnp.ones((7, 3)), jnp.ones((7, 4)))  # core dim n differs
+
+
+def test_a_remembered_pass_never_hides_a_failure():
+    # Passing checks are remembered by the abstract arguments and result (types, shapes,
+    # dtypes): every change that could make a check fail gives a new key, and a fresh check.
+    @auto_vmap
+    def head(x: Float[Array, "n"], y: Float[Array, "n"], k) -> Float[Array, "n"]:
+        return x[:k] + y[:k]
+
+    x = jnp.ones((2, 3))
+    head(x, x, 3)
+    head(x, x, 3)  # remembered
+    with pytest.raises(AnnotationCheckError, match="argument `y`"):
+        head(x, jnp.ones((2, 4)), 3)  # a new shape: n differs
+    with pytest.raises(AnnotationCheckError, match="argument `y`"):
+        head(x, x.astype(jnp.int32), 3)  # a new dtype
+    with pytest.raises(AnnotationCheckError, match="the return value"):
+        head(x, x, 2)  # same arguments' shapes, but `k` (unchecked) changes the result's shape
+    head(x, x, 3)  # and the remembered pass still holds
+
+    @auto_vmap(x=1)
+    def labelled(x: Float[Array, "n"], label: str) -> Float[Array, ""]:
+        return x.sum()
+
+    labelled(x, "fine")
+    with pytest.raises(AnnotationCheckError, match="argument `label`"):
+        labelled(x, 3)  # values that are not arrays are checked every time
