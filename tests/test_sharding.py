@@ -177,6 +177,8 @@ def results() -> dict:
         env.get("XLA_FLAGS", "") + f" --xla_force_host_platform_device_count={N_DEVICES}"
     ).strip()
     env["JAX_PLATFORMS"] = "cpu"
+    # The script's folder, not the checkout, is first on its path: import this checkout's package.
+    env["PYTHONPATH"] = os.pathsep.join([str(SHARDING_PAGE.parent.parent), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
         [sys.executable, __file__], env=env, capture_output=True, text=True, timeout=300
     )

@@ -130,4 +130,7 @@ def main(paths: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # The outputs are those of this checkout's package, not of an `autovmap` installed elsewhere
+    # (an editable install of another worktree, say).
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
     main(sys.argv[1:])
