@@ -178,7 +178,8 @@ def results() -> dict:
     ).strip()
     env["JAX_PLATFORMS"] = "cpu"
     # The script's folder, not the checkout, is first on its path: import this checkout's package.
-    env["PYTHONPATH"] = os.pathsep.join([str(SHARDING_PAGE.parent.parent), env.get("PYTHONPATH", "")])
+    paths = [str(SHARDING_PAGE.parent.parent), *filter(None, [env.get("PYTHONPATH")])]
+    env["PYTHONPATH"] = os.pathsep.join(paths)
     proc = subprocess.run(
         [sys.executable, __file__], env=env, capture_output=True, text=True, timeout=300
     )
