@@ -82,3 +82,9 @@ def test_a_raises_block_needs_its_message_block_right_after():
                  _page(raising) + "\nprose\n\n" + _page(("text", "'k'\n"))):
         with pytest.raises(ValueError, match="must be followed directly by a ```text block"):
             run_page(page, "raises_alone.md")
+
+
+def test_error_examples_show_the_call_not_try_except_scaffolding():
+    for page in PAGES:
+        text = page.read_text()
+        assert "raise AssertionError(" not in text, f"{page.name}: use a `# raises NAME` block"

@@ -51,12 +51,12 @@ def _run_block(body: str, name: str, namespace: dict[str, object]) -> bool:
     first_line = min([last.lineno, *(d.lineno for d in getattr(last, "decorator_list", []))])
     if len(marks) > 1 or not first_line <= marks[0][0] <= (last.end_lineno or last.lineno):
         raise ValueError(f"{name}: `# raises NAME` marks the last statement of a block, once")
-    expected_name = marks[0][1]
+    # Everything before the last statement must run cleanly: only the marked statement may raise.
+    exec(compile(ast.Module(body=tree.body[:-1], type_ignores=[]), name, "exec"), namespace)
+    expected_name = marks[0][1]  # looked up now: the block itself may import it
     expected = namespace.get(expected_name, getattr(builtins, expected_name, None))
     if not (isinstance(expected, type) and issubclass(expected, BaseException)):
         raise ValueError(f"{name}: `# raises {expected_name}`: no such exception class")
-    # Everything before the last statement must run cleanly: only the marked statement may raise.
-    exec(compile(ast.Module(body=tree.body[:-1], type_ignores=[]), name, "exec"), namespace)
     try:
         exec(compile(ast.Module(body=[last], type_ignores=[]), name, "exec"), namespace)
     except expected as e:
