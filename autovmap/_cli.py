@@ -127,7 +127,9 @@ def _import(module_name: str) -> ModuleType:
         if _is_file_path(module_name):
             return _import_file(module_name)
         if os.path.isfile(module_name):  # `notes.txt`: a dotted name, but meant as a file
-            raise UsageError(f"{module_name!r} is not a Python file: give a `.py` file or a module name")
+            raise UsageError(
+                f"{module_name!r} is not a Python file: give a `.py` file or a module name"
+            )
         return importlib.import_module(module_name)
     except (AutoVmapError, UsageError):
         raise
@@ -199,7 +201,8 @@ def _version() -> str:
         except importlib.metadata.PackageNotFoundError:
             return "not installed"
 
-    others = ", ".join(f"{name} {version(name)}" for name in ("jax", "jaxlib", "jaxtyping", "typeguard"))
+    names = ("jax", "jaxlib", "jaxtyping", "typeguard")
+    others = ", ".join(f"{name} {version(name)}" for name in names)
     python = ".".join(map(str, sys.version_info[:3]))
     return f"autovmap {version('autovmap')} ({others}, Python {python})"
 

@@ -54,4 +54,5 @@ def test_mkdocs_build_strict(tmp_path):
         assert 'class="mermaid"' not in html, page
         assert "stylesheets/extra.css" in html, page  # wide code blocks, wrapped messages
     ranks = (site / "ranks" / "index.html").read_text()
-    assert 'src="../assets/vmap-levels.svg"' in ranks and (site / "assets" / "vmap-levels.svg").is_file()
+    assert 'src="../assets/vmap-levels.svg"' in ranks
+    assert (site / "assets" / "vmap-levels.svg").is_file()

@@ -31,5 +31,6 @@ def test_floor_pins_refuse_a_dependency_without_a_floor(tmp_path):
     pyproject.write_text('[project]\ndependencies = ["jax>=0.5.3", "numpy<3"]\n')
     with pytest.raises(ValueError, match="'numpy<3' needs exactly one `>=` floor"):
         floor_pins(pyproject)
-    pyproject.write_text('[project]\ndependencies = ["jax>=0.5.3,<1 ; python_version >= \'3.12\'"]\n')
+    marked = "jax>=0.5.3,<1 ; python_version >= '3.12'"
+    pyproject.write_text(f'[project]\ndependencies = ["{marked}"]\n')
     assert floor_pins(pyproject) == ["jax==0.5.3 ; python_version >= '3.12'"]

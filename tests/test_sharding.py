@@ -211,7 +211,8 @@ def test_sharded_batches(results, case, kind):
 def test_sharding_page_shows_real_8_device_output(results):
     """The ```text blocks after "On 8 devices:" in docs/sharding.md are what 8 devices print
     (tests/test_docs.py runs the same blocks on this process's single device)."""
-    assert results["page_error"] is None, f"docs/sharding.md failed on 8 devices:\n{results['page_error']}"
+    error = results["page_error"]
+    assert error is None, f"docs/sharding.md failed on 8 devices:\n{error}"
     blocks = list(PAGE_BLOCK.finditer(SHARDING_PAGE.read_text()))
     assert len(blocks) == len(results["page"])
     shown = [(m.group(2), printed) for m, printed in zip(blocks, results["page"]) if m.group(2)]
