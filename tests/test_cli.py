@@ -1,10 +1,20 @@
 """`python -m autovmap` (the demo) and `python -m autovmap inspect MODULE[:FUNCTION]`."""
 
+import importlib.metadata
+import os
+import pathlib
 import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from autovmap._cli import main
+
+PROG_ERROR = "python -m autovmap inspect: error: "
+# A subprocess run elsewhere than the checkout still imports this checkout's package.
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CHECKOUT_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 MODULE = textwrap.dedent('''
     from jaxtyping import Array, Float
@@ -60,3 +70,98 @@ def test_inspect_reports_spec_problems_and_missing_functions(tmp_path, monkeypat
 def test_python_dash_m_runs_the_demo():
     out = subprocess.run([sys.executable, "-m", "autovmap"], capture_output=True, text=True, check=True).stdout
     assert "[15. 15. 15. 15. 15.]" in out and "(7, 5)" in out and "do not broadcast" in out
+
+
+def misuse(argv, capsys, status=2):
+    """Run a misuse: the exit status, nothing on stdout, and the one line on stderr."""
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == status and captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(PROG_ERROR), captured.err
+    return lines[0][len(PROG_ERROR):]
+
+
+def test_missing_module_is_one_line_and_status_2(capsys):
+    assert misuse(["inspect", "autovmap_no_such_module"], capsys) == (
+        "no module named 'autovmap_no_such_module' on sys.path (MODULE is a module name, or the "
+        "path of a .py file)"
+    )
+    # A missing submodule of a package that exists is the same misuse.
+    assert misuse(["inspect", "autovmap.no_such_submodule:f"], capsys).startswith(
+        "no module named 'autovmap.no_such_submodule'"
+    )
+
+
+@pytest.mark.parametrize("spelling", ["{name}.py", "./{name}.py", "{dir}/{name}.py:quad"])
+def test_file_paths_are_imported_from_the_file(tmp_path, monkeypatch, capsys, spelling):
+    # Not on sys.path: only the path can find it. Its folder goes first on sys.path, so its
+    # own `import cli_helper` of a neighbouring file works, as under `python FILE`.
+    name = "cli_file_target_" + str(abs(hash(spelling)))
+    (tmp_path / f"{name}.py").write_text("from cli_helper import EXTRA\n" + MODULE)
+    (tmp_path / "cli_helper.py").write_text("EXTRA = 1\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    code, out = run(["inspect", spelling.format(name=name, dir=tmp_path)], capsys)
+    assert code == 0 and out.startswith("quad (checks on, chunk_size=64)")
+    assert ("Model.apply" in out) == (":quad" not in spelling)
+
+
+def test_missing_or_non_python_file_is_one_line_and_status_2(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert misuse(["inspect", "./nope.py"], capsys) == f"no file './nope.py' (from {tmp_path})"
+    (tmp_path / "notes.txt").write_text("not python\n")
+    assert misuse(["inspect", "notes.txt"], capsys) == (
+        "'notes.txt' is not a Python file: give a `.py` file or a module name"
+    )
+
+
+def test_unknown_function_is_one_line_and_status_2(tmp_path, monkeypatch, capsys):
+    (tmp_path / "cli_unknown.py").write_text(MODULE + "\ndef helper(x):\n    return x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert misuse(["inspect", "cli_unknown:qaud"], capsys) == (
+        "cli_unknown has no function `qaud`; its auto-vmapped functions: quad, Model.apply, "
+        "Model.static"
+    )
+    assert misuse(["inspect", "cli_unknown:helper"], capsys) == (
+        "`cli_unknown:helper` is not auto-vmapped; its auto-vmapped functions: quad, Model.apply, "
+        "Model.static"
+    )
+
+
+def test_module_raising_on_import_is_one_line_and_status_1(tmp_path, monkeypatch, capsys):
+    (tmp_path / "cli_raises.py").write_text("x = 1\nraise RuntimeError('no GPU here')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert misuse(["inspect", "cli_raises"], capsys, status=1) == (
+        f"importing cli_raises raised RuntimeError: no GPU here ({tmp_path / 'cli_raises.py'}:2)"
+    )
+
+
+def test_misuse_in_a_real_process_prints_no_traceback(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "autovmap", "inspect", "mymodel_not_here"],
+        capture_output=True, text=True, cwd=tmp_path, env=CHECKOUT_ENV,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        PROG_ERROR + "no module named 'mymodel_not_here' on sys.path (MODULE is a module name, "
+        "or the path of a .py file)"
+    ]
+
+
+def test_version_comes_from_the_package_metadata(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"autovmap {importlib.metadata.version('autovmap')} (jax ")
+    assert f"jax {importlib.metadata.version('jax')}," in out and len(out.splitlines()) == 1
+
+
+def test_help_says_what_module_may_be(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["inspect", "--help"])
+    assert exit_info.value.code == 0
+    help_text = capsys.readouterr().out
+    for form in ("`mypackage.layers`", "`./src/mymodel.py`", "`Class.method`", "2 no such module"):
+        assert form in help_text

@@ -1,14 +1,19 @@
 """The documentation site builds with `mkdocs build --strict`: no broken links or anchors, no
-missing pages, every `::: autovmap.<name>` reference resolves."""
+missing pages, every `::: autovmap.<name>` reference resolves; and it reads the same offline."""
 
 import importlib.util
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NEEDED = ("mkdocs", "material", "mkdocstrings", "mkdocstrings_handlers.python")
+# What a browser loads by itself (scripts, stylesheets, fonts, figures) from another host.
+EXTERNAL_LOAD = re.compile(
+    r"<(?:script|img|link)\b[^>]*\b(?:src|href)=[\"'](?:https?:)?//[^\"']+", re.IGNORECASE
+)
 
 
 def _installed(module: str) -> bool:
@@ -41,3 +46,13 @@ def test_mkdocs_build_strict(tmp_path):
         assert (site / page / "index.html").is_file(), page
     api = (site / "api" / "index.html").read_text()
     assert "auto_vmap" in api and "BroadcastError" in api
+    pages = sorted(site.glob("**/*.html"))
+    for page in pages:
+        html = page.read_text()
+        assert not EXTERNAL_LOAD.findall(html), (page, EXTERNAL_LOAD.findall(html))
+        # Material renders Mermaid with a script from a CDN: offline, readers got raw text.
+        assert 'class="mermaid"' not in html, page
+        assert "stylesheets/extra.css" in html, page  # wide code blocks, wrapped messages
+    ranks = (site / "ranks" / "index.html").read_text()
+    assert 'src="../assets/vmap-levels.svg"' in ranks
+    assert (site / "assets" / "vmap-levels.svg").is_file()
