@@ -1,5 +1,9 @@
-import sys
+"""`python -m autovmap`: the command line of `autovmap._cli`. Importing this module runs nothing
+(`python -m mypy.stubtest autovmap` imports every submodule)."""
 
-from ._cli import main
+if __name__ == "__main__":
+    import sys
 
-sys.exit(main())
+    from ._cli import main
+
+    sys.exit(main())
