@@ -5,11 +5,11 @@ Every name declared here must exist at run time (`python -m mypy.stubtest autovm
 Docstrings repeat the first line of the code's, for editors that read only the stub.
 """
 
-# mypy finds most pairs of overloads below "unsafely overlapping": they are not, as the
-# narrower comes first and a call takes the first that matches (pyright agrees).
+# mypy takes most pairs of the overloads below for unsafely overlapping: they are not, as the
+# narrower comes first and a call takes the first that matches.
 # mypy: disable-error-code="overload-overlap"
 
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeAlias, TypedDict, TypeVar, Unpack, final, overload
 
@@ -21,14 +21,14 @@ from typing_extensions import deprecated
 __version__: str
 
 # A rank: an int >= 0 (a NumPy integer too), `None` (not batched), or a pytree of those, like
-# `jax.vmap`'s `in_axes`. Negative and bool ranks are run-time errors that this type cannot
-# exclude, and mypy accepts a `str` as a sequence: the mypy plugin `autovmap.mypy_plugin`
-# reports those. Not `SupportsIndex`: NumPy and JAX arrays have `__index__` too.
+# `jax.vmap`'s `in_axes`. Not `SupportsIndex`, which NumPy and JAX arrays satisfy too. Negative
+# and bool ranks are errors that this type cannot exclude, and mypy takes a `str` for a
+# sequence of ranks: the mypy plugin `autovmap.mypy_plugin` reports those.
 _Rank: TypeAlias = int | np.integer[Any] | None | Sequence[_Rank] | Mapping[Any, _Rank]
 
 class _Options(TypedDict, total=False):
-    """The options `auto_vmap` takes besides ranks: add one here, and to the two rank overloads
-    of `auto_vmap` and of `AutoVmap.__init__`."""
+    """The options of `auto_vmap(fn, ...)`. A new option goes here, and in the first overload
+    of `AutoVmap.__init__` and of `auto_vmap(*ranks, ...)`."""
 
     check: bool
     chunk_size: int | None
@@ -54,41 +54,45 @@ class TreeStructureError(BatchShapeError):
 class AnnotationCheckError(AutoVmapError, TypeCheckError):
     """An example does not match the function's jaxtyping annotations (shape, dims or dtype)."""
 
-# The return-type rule (docs/typing.md has it as a table, which tests/test_typing.py compares
-# with what the checkers report). A call with no batch dimensions returns the function's own
-# result; a batched call returns that pytree with a `jax.Array` at every leaf. So:
+class NothingToBatchWarning(UserWarning):
+    """`@auto_vmap` read a function's annotations and found no parameter to batch."""
+
+# The return-type rule; docs/typing.md has it as a table, which tests/test_typing.py compares
+# with what the checkers report. A call with no batch dimensions returns the function's own
+# result, and a batched call returns it with a `jax.Array` at every leaf. So a function whose
+# return type is
 #
-# - a return type whose leaves are already arrays (or `None`), `Any`, a type variable, or a
-#   function the rules below do not cover keeps its type, exactly (overloads, Protocols);
-# - a Python or NumPy scalar, or a NumPy array, `S` becomes `Array | S`;
-# - a tuple, sequence or mapping of those and arrays `C` becomes `C | tuple[Array, ...]`,
-#   `C | list[Array]` or `C | dict[Any, Array]`;
-# - an `async def` function is rejected: its overload is deprecated (reported by pyright in
-#   strict mode, and by mypy with `enable_error_code = deprecated` or the plugin), and it
-#   returns a `_AsyncFunctionNotBatchable`, which cannot be called.
+# - arrays, or a tuple, list or mapping of arrays, or `None`, `Any` (jaxtyping's `PyTree`) or
+#   a type variable, keeps its type exactly (`_Kept`: generic functions stay generic, overloads
+#   and callable Protocols are kept), as with `jax.vmap`;
+# - a Python or NumPy scalar or a NumPy array `S` (or `S | None`) returns `Array | S`;
+# - a tuple `T`, other sequence `L` or mapping `M` of those and arrays returns
+#   `T | tuple[Array, ...]`, `L | list[Array]` or `M | dict[Any, Array]`;
+# - a coroutine, generator or iterator is refused: its overload is deprecated, and returns a
+#   `_CoroutineOrGeneratorNotBatchable`, which cannot be called;
+# - anything else (a dataclass, an equinox Module, a union of arrays and scalars) keeps its
+#   type (`_Other`).
 #
-# Each row of the rule matches on a bare type variable, so that a function returning `Any` gives
-# mypy the same argument type for every row: mypy then takes the first row that matches (the
-# one that keeps `Any`) instead of calling the whole result `Any`. `staticmethod` objects are
-# callable, and classmethod objects are not: the rows that change the return type come in
-# three kinds, `staticmethod` first. pyright needs these (mypy strips `staticmethod` and
-# `classmethod` from a decorator list before applying the rest).
+# Each row matches on a bare type variable: given a function returning `Any`, mypy then sees
+# the same argument type in every row that matches, and takes the first (which keeps `Any`),
+# rather than calling the whole result `Any`. The rows that change the return type come in
+# three kinds, `staticmethod` first, as `staticmethod` objects are callable. pyright needs
+# those: mypy drops `staticmethod` and `classmethod` from a decorator list before applying the
+# rest. A function keeps its own parameters (`_P`) in every row.
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")  # the class of a classmethod
 
-# Leaves that a batched call turns into `jax.Array`s.
+# The leaves that a batched call turns into `jax.Array`s.
 _Scalar: TypeAlias = bool | int | float | complex | np.generic | np.ndarray[Any, Any]
-# Return types that a batched call leaves as they are.
+# The return types that a batched call returns as they are.
 _Arrays: TypeAlias = Array | None | Sequence[Array] | Mapping[Any, Array]
-_Kept = TypeVar(
-    "_Kept", bound=Callable[..., _Arrays] | classmethod[Any, ..., _Arrays]
-)
-_Async = TypeVar(
-    "_Async",
-    bound=Callable[..., Coroutine[Any, Any, Any]]
-    | staticmethod[..., Coroutine[Any, Any, Any]]
-    | classmethod[Any, ..., Coroutine[Any, Any, Any]],
+_Refused: TypeAlias = Coroutine[Any, Any, Any] | Iterator[Any] | AsyncIterator[Any]
+
+_Kept = TypeVar("_Kept", bound=Callable[..., _Arrays] | classmethod[Any, ..., _Arrays])
+_NotBatchable = TypeVar(
+    "_NotBatchable",
+    bound=Callable[..., _Refused] | staticmethod[..., _Refused] | classmethod[Any, ..., _Refused],
 )
 _Leaf = TypeVar("_Leaf", bound=_Scalar | None)
 _Tuple = TypeVar("_Tuple", bound=tuple[Array | _Scalar, ...])
@@ -100,8 +104,15 @@ _Other = TypeVar(
 )
 
 @final
-class _AsyncFunctionNotBatchable:
-    """What `auto_vmap` gives an `async def` function, statically: it cannot batch one."""
+class _CoroutineOrGeneratorNotBatchable:
+    """What `auto_vmap` makes of an `async def` or generator function, statically: nothing that
+    can be called. At run time, decorating one raises `TypeError`."""
+
+_REFUSED = "`auto_vmap` cannot batch an `async def` or generator function"
+
+# pyright asks for the bound of `_NotBatchable` in place of a type variable used once: mypy
+# needs the type variable. And it takes the refused row's return type for incompatible with
+# the last row's, which a refused function would otherwise match: that is the point.
 
 class AutoVmap:
     """A configured `auto_vmap` decorator: call it on a function to get the batched function."""
@@ -109,74 +120,73 @@ class AutoVmap:
     @overload
     def __init__(
         self,
+        /,
         *positional_ranks: _Rank,
         check: bool = True,
         chunk_size: int | None = None,
         **keyword_ranks: _Rank,
     ) -> None: ...
     # `AutoVmap(**ranks)` with a `dict[str, int]`: both checkers match a `**` argument against
-    # every keyword parameter, `check: bool` included.
+    # every keyword parameter, `check: bool` included, so this overload has none.
     @overload
-    def __init__(self, *positional_ranks: _Rank, **keyword_ranks: _Rank) -> None: ...
+    def __init__(self, /, *positional_ranks: _Rank, **keyword_ranks: _Rank) -> None: ...
     @overload
-    def __call__(self, fn: _Kept) -> _Kept: ...
+    def __call__(self, fn: _Kept, /) -> _Kept: ...
     @overload
-    @deprecated("`auto_vmap` cannot batch an `async def` function")
-    def __call__(self, fn: _Async) -> _AsyncFunctionNotBatchable: ...
+    @deprecated(_REFUSED)
+    def __call__(self, fn: _NotBatchable, /) -> _CoroutineOrGeneratorNotBatchable: ...  # pyright: ignore[reportInvalidTypeVarUse]
     @overload
-    def __call__(self, fn: staticmethod[_P, _Leaf]) -> staticmethod[_P, Array | _Leaf]: ...
+    def __call__(self, fn: staticmethod[_P, _Leaf], /) -> staticmethod[_P, Array | _Leaf]: ...
     @overload
     def __call__(
-        self, fn: staticmethod[_P, _Tuple]
+        self, fn: staticmethod[_P, _Tuple], /
     ) -> staticmethod[_P, _Tuple | tuple[Array, ...]]: ...
     @overload
     def __call__(
-        self, fn: staticmethod[_P, _Sequence]
+        self, fn: staticmethod[_P, _Sequence], /
     ) -> staticmethod[_P, _Sequence | list[Array]]: ...
     @overload
     def __call__(
-        self, fn: staticmethod[_P, _Mapping]
+        self, fn: staticmethod[_P, _Mapping], /
     ) -> staticmethod[_P, _Mapping | dict[Any, Array]]: ...
     @overload
-    def __call__(
-        self, fn: classmethod[_T, _P, _Leaf]
-    ) -> classmethod[_T, _P, Array | _Leaf]: ...
+    def __call__(self, fn: classmethod[_T, _P, _Leaf], /) -> classmethod[_T, _P, Array | _Leaf]: ...
     @overload
     def __call__(
-        self, fn: classmethod[_T, _P, _Tuple]
+        self, fn: classmethod[_T, _P, _Tuple], /
     ) -> classmethod[_T, _P, _Tuple | tuple[Array, ...]]: ...
     @overload
     def __call__(
-        self, fn: classmethod[_T, _P, _Sequence]
+        self, fn: classmethod[_T, _P, _Sequence], /
     ) -> classmethod[_T, _P, _Sequence | list[Array]]: ...
     @overload
     def __call__(
-        self, fn: classmethod[_T, _P, _Mapping]
+        self, fn: classmethod[_T, _P, _Mapping], /
     ) -> classmethod[_T, _P, _Mapping | dict[Any, Array]]: ...
     @overload
-    def __call__(self, fn: Callable[_P, _Leaf]) -> Callable[_P, Array | _Leaf]: ...
+    def __call__(self, fn: Callable[_P, _Leaf], /) -> Callable[_P, Array | _Leaf]: ...
+    @overload
+    def __call__(self, fn: Callable[_P, _Tuple], /) -> Callable[_P, _Tuple | tuple[Array, ...]]: ...
+    @overload
+    def __call__(self, fn: Callable[_P, _Sequence], /) -> Callable[_P, _Sequence | list[Array]]: ...
     @overload
     def __call__(
-        self, fn: Callable[_P, _Tuple]
-    ) -> Callable[_P, _Tuple | tuple[Array, ...]]: ...
-    @overload
-    def __call__(
-        self, fn: Callable[_P, _Sequence]
-    ) -> Callable[_P, _Sequence | list[Array]]: ...
-    @overload
-    def __call__(
-        self, fn: Callable[_P, _Mapping]
+        self, fn: Callable[_P, _Mapping], /
     ) -> Callable[_P, _Mapping | dict[Any, Array]]: ...
     @overload
-    def __call__(self, fn: _Other) -> _Other: ...
+    def __call__(self, fn: _Other, /) -> _Other: ...  # pyright: ignore[reportOverlappingOverload]
 
-# `@auto_vmap` and `auto_vmap(fn, ...)`: ranks from the annotations. The same rows as
+# `@auto_vmap` and `auto_vmap(fn, ...)`: ranks from the annotations. The rows of
 # `AutoVmap.__call__`, with the options.
 @overload
 def auto_vmap(fn: _Kept, /, **options: Unpack[_Options]) -> _Kept: ...
 @overload
-@deprecated("`auto_vmap` cannot batch an `async def` function")
-def auto_vmap(fn: _Async, /, **options: Unpack[_Options]) -> _AsyncFunctionNotBatchable: ...
+@deprecated(_REFUSED)
+def auto_vmap(
+    fn: _NotBatchable,  # pyright: ignore[reportInvalidTypeVarUse]
+    /,
+    **options: Unpack[_Options],
+) -> _CoroutineOrGeneratorNotBatchable: ...
 @overload
 def auto_vmap(
     fn: staticmethod[_P, _Leaf], /, **options: Unpack[_Options]
@@ -226,10 +236,12 @@ def auto_vmap(
     fn: Callable[_P, _Mapping], /, **options: Unpack[_Options]
 ) -> Callable[_P, _Mapping | dict[Any, Array]]: ...
 @overload
-def auto_vmap(fn: _Other, /, **options: Unpack[_Options]) -> _Other: ...
+def auto_vmap(  # pyright: ignore[reportOverlappingOverload]
+    fn: _Other, /, **options: Unpack[_Options]
+) -> _Other: ...
 
 # `@auto_vmap(...)`, with ranks or without: the decorator. The second overload takes
-# `auto_vmap(**ranks)` with a `dict[str, int]` (see `AutoVmap.__init__`).
+# `auto_vmap(**ranks)` with a `dict[str, int]`, as `AutoVmap.__init__`'s does.
 @overload
 def auto_vmap(
     *ranks: _Rank, check: bool = True, chunk_size: int | None = None, **keyword_ranks: _Rank

@@ -1,4 +1,4 @@
-"""A mypy plugin: reports, when type-checking, the rank specs `auto_vmap` rejects when decorating.
+"""A mypy plugin: reports, when type-checking, what `auto_vmap` rejects when decorating.
 
 Enable it with `plugins = autovmap.mypy_plugin` in the mypy configuration. It reports:
 
@@ -6,90 +6,188 @@ Enable it with `plugins = autovmap.mypy_plugin` in the mypy configuration. It re
 - more positional ranks than the function has parameters (positional ranks fill the
   parameters in signature order, whatever their kind, `self` and `cls` included);
 - a parameter given a rank both positionally and by keyword;
-- a literal rank, or pytree leaf of one, that is negative, a bool or a string: the stub's rank
-  type cannot exclude these (`bool` is an `int`, and mypy takes a `str` for a sequence).
+- a rank, or pytree leaf of one, that is negative, a bool or a string, whether written as a
+  literal or held in a variable of that type: the stub's rank type cannot exclude these
+  (`bool` is an `int`, and mypy takes a `str` for a sequence);
+- an option of the wrong type or value: `check` not a bool, `chunk_size` below 1 or a bool;
+- an `async def` or generator function.
 
 How: a signature hook on `auto_vmap(...)` (and `autovmap(...)`, `AutoVmap(...)`) checks the
-literal ranks and records how many positional ranks there are, and which keywords, in hidden
-attributes of the `AutoVmap` type it returns; a signature hook on `AutoVmap.__call__` compares
-them with the parameters of the function being decorated. Ranks mypy cannot count
-(`*ranks`, `**ranks`) are not checked. Signature hooks, unlike return-type hooks, run once per
-call rather than once per overload tried, so their errors do not make overloads fail to match.
+ranks and options and records how many positional ranks there are, and which keywords, in
+hidden attributes of the `AutoVmap` type it returns; a signature hook on `AutoVmap.__call__`
+compares them with the parameters of the function being decorated. Ranks mypy cannot count
+(`*ranks`, `**ranks` with a variable) are not checked, nor the parameters of a function typed
+`Callable[..., T]` (such as `jax.grad(f)`). Signature hooks, unlike return-type hooks, run
+once per overload item, before overloads are matched: their errors do not make an overload
+fail to match, and mypy drops the repeats of an error on a line.
 
 This module imports only mypy, never jax: mypy loads it in its own process.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from mypy.errorcodes import ErrorCode
-from mypy.nodes import ARG_NAMED, ARG_POS, ARG_STAR, CallExpr, Context, DictExpr, Expression
-from mypy.nodes import FuncDef, ListExpr, TupleExpr
+from mypy.maptype import map_instance_to_supertype
+from mypy.nodes import (
+    ARG_NAMED,
+    ARG_POS,
+    ARG_STAR,
+    ARG_STAR2,
+    CallExpr,
+    Context,
+    DictExpr,
+    Expression,
+    FuncDef,
+    ListExpr,
+    StrExpr,
+    TupleExpr,
+)
 from mypy.plugin import CheckerPluginInterface, FunctionSigContext, MethodSigContext, Plugin
-from mypy.types import CallableType, FunctionLike, Instance, LiteralType, LiteralValue
-from mypy.types import TupleType, Type, get_proper_type
+from mypy.types import (
+    CallableType,
+    FunctionLike,
+    Instance,
+    LiteralType,
+    NoneType,
+    TupleType,
+    Type,
+    get_proper_type,
+)
 
 RANK_SPEC = ErrorCode("autovmap-rank", "Check `auto_vmap` ranks against the function", "autovmap")
+OPTION = ErrorCode("autovmap-option", "Check the options of `auto_vmap`", "autovmap")
+REFUSED = ErrorCode(
+    "autovmap-function", "Check that `auto_vmap` can batch the function", "autovmap"
+)
 
 _AUTO_VMAP = "autovmap.AutoVmap"
 _FACTORIES = frozenset({"autovmap.auto_vmap", "autovmap.autovmap", _AUTO_VMAP})
-_OPTIONS = frozenset({"check", "chunk_size"})  # keywords of `auto_vmap` that are not ranks
+# The stub's TypedDict of options: its keys are the keywords of `auto_vmap` that are not ranks.
+_OPTIONS = "autovmap._Options"
 # Hidden attributes of the `AutoVmap` type: user code cannot name an attribute with a dot.
 _N_POSITIONAL = "autovmap.n_positional_ranks"
 _KEYWORDS = "autovmap.keyword_ranks"
+# What an `async def` or generator function returns.
+_REFUSED_RETURNS = ("typing.Coroutine", "typing.Iterator", "typing.AsyncIterator")
 
 
-def _literal_value(api: CheckerPluginInterface, expr: Expression) -> LiteralValue | None:
-    """The value of a literal expression (`-1`, `True`, a `Final` name), else None."""
-    typ = get_proper_type(api.get_expression_type(expr))
+def _bad_rank(api: CheckerPluginInterface, typ: Type) -> str | None:
+    """What makes a rank of this type invalid (`"-1"`, "a `str`"), if it certainly is."""
+    typ = get_proper_type(typ)
     if isinstance(typ, Instance) and typ.last_known_value is not None:
         typ = typ.last_known_value
-    return typ.value if isinstance(typ, LiteralType) else None
+    if isinstance(typ, LiteralType):
+        value = typ.value
+        if isinstance(value, (bool, str)) or (isinstance(value, int) and value < 0):
+            return repr(value)
+        return None
+    if isinstance(typ, TupleType):
+        return next(filter(None, (_bad_rank(api, item) for item in typ.items)), None)
+    if not isinstance(typ, Instance):
+        return None  # Any, a union, a type variable: it may be a valid rank
+    if typ.type.fullname in ("builtins.str", "builtins.bool"):
+        return f"a `{typ.type.name}`"
+    # A pytree of ranks: the values of a mapping, the items of a sequence.
+    for container, index in (("typing.Mapping", 1), ("typing.Sequence", 0)):
+        if typ.type.has_base(container):
+            info = api.named_generic_type(container, []).type
+            args = map_instance_to_supertype(typ, info).args
+            return _bad_rank(api, args[index]) if len(args) > index else None
+    return None
 
 
 def _check_leaves(api: CheckerPluginInterface, rank: Expression) -> None:
-    """Report the leaves of a rank, as written, whose literal value `auto_vmap` rejects."""
+    """Report the leaves of a rank, as written, that `auto_vmap` rejects."""
     if isinstance(rank, (TupleExpr, ListExpr)):
         for item in rank.items:
             _check_leaves(api, item)
     elif isinstance(rank, DictExpr):
         for _, item in rank.items:
             _check_leaves(api, item)
-    else:
-        leaf = _literal_value(api, rank)
-        if isinstance(leaf, (bool, str)) or (isinstance(leaf, int) and leaf < 0):
-            api.fail(
-                f"A rank is an int >= 0, None, or a pytree of those; got {leaf!r}",
-                rank,
-                code=RANK_SPEC,
-            )
+    elif (problem := _bad_rank(api, api.get_expression_type(rank))) is not None:
+        api.fail(
+            f"A rank is an int >= 0, None, or a pytree of those; got {problem}",
+            rank,
+            code=RANK_SPEC,
+        )
+
+
+def _check_option(api: CheckerPluginInterface, name: str, value: Expression) -> None:
+    """Report a `check` that is not a bool, a `chunk_size` that is a bool or below 1."""
+    typ = get_proper_type(api.get_expression_type(value))
+    literal = typ.last_known_value if isinstance(typ, Instance) else typ
+    is_bool = isinstance(typ, Instance) and typ.type.fullname == "builtins.bool"
+    if name == "check" and isinstance(typ, (Instance, NoneType, LiteralType)) and not is_bool:
+        api.fail("`auto_vmap(check=...)` takes True or False", value, code=OPTION)
+    elif name == "chunk_size" and (
+        is_bool
+        or isinstance(literal, LiteralType)
+        and isinstance(literal.value, int)
+        and literal.value < 1
+    ):
+        api.fail("`auto_vmap(chunk_size=...)` takes an int >= 1 or None", value, code=OPTION)
+
+
+def _options(api: CheckerPluginInterface) -> frozenset[str]:
+    """The option keywords, read from the stub's `_Options`."""
+    typeddict = api.named_generic_type(_OPTIONS, []).type.typeddict_type
+    return frozenset(typeddict.items if typeddict is not None else ())
+
+
+def _keyword_arguments(call: CallExpr) -> Iterator[tuple[str | None, Expression]]:
+    """The keyword arguments of a call, those of a literal `**{...}` included; a `**mapping`
+    gives `(None, mapping)`."""
+    for arg, kind, name in zip(call.args, call.arg_kinds, call.arg_names):
+        if kind == ARG_NAMED:
+            yield name, arg
+        elif kind == ARG_STAR2 and isinstance(arg, DictExpr):
+            for key, value in arg.items:
+                yield (key.value if isinstance(key, StrExpr) else None), value
+        elif kind == ARG_STAR2:
+            yield None, arg
 
 
 def _record_ranks(ctx: FunctionSigContext) -> FunctionLike:
-    """Hook on `auto_vmap(...)`: check literal ranks, and record what the decorator needs."""
+    """Hook on `auto_vmap(...)`: check ranks and options, and record what the decorator needs.
+
+    The items of `auto_vmap` that take the function itself (`auto_vmap(fn)`) return no
+    `AutoVmap`: the call is checked in the items that do.
+    """
     signature = ctx.default_signature
     returned = get_proper_type(signature.ret_type)
     call = ctx.context
-    # Overload items that take the function itself (`auto_vmap(fn)`) have no ranks.
     if not (
         isinstance(call, CallExpr)
         and isinstance(returned, Instance)
         and returned.type.fullname == _AUTO_VMAP
     ):
         return signature
+    options = _options(ctx.api)
     n_positional: int | None = 0  # None: a `*ranks` hides how many there are
-    keywords: list[str] = []
-    for arg, kind, name in zip(call.args, call.arg_kinds, call.arg_names):
-        if name in _OPTIONS:
+    for arg, kind in zip(call.args, call.arg_kinds):
+        if kind == ARG_POS:
+            items = [arg]
+        elif kind == ARG_STAR and isinstance(arg, (TupleExpr, ListExpr)):
+            items = arg.items
+        elif kind == ARG_STAR:
+            items, n_positional = [arg], None
+        else:
             continue
-        if kind == ARG_STAR:
-            n_positional = None
-        elif kind == ARG_POS and n_positional is not None:
-            n_positional += 1
-        elif kind == ARG_NAMED and name is not None:
+        if n_positional is not None:
+            n_positional += len(items)
+        for item in items:
+            _check_leaves(ctx.api, item)
+    keywords: list[str] = []
+    for name, value in _keyword_arguments(call):
+        if name in options:
+            _check_option(ctx.api, name, value)
+        elif name is not None:
             keywords.append(name)
-        _check_leaves(ctx.api, arg)
+            _check_leaves(ctx.api, value)
+    if call.arg_kinds[:1] == [ARG_POS]:  # perhaps `auto_vmap(fn)`
+        _check_function(ctx.api, call.args[0])
 
     str_type = ctx.api.named_generic_type("builtins.str", [])
     returned = returned.copy_with_extra_attr(
@@ -106,18 +204,43 @@ def _record_ranks(ctx: FunctionSigContext) -> FunctionLike:
     return signature.copy_modified(ret_type=returned)  # pyright: ignore[reportUnknownMemberType]
 
 
+def _check_function(api: CheckerPluginInterface, fn_node: Expression) -> CallableType | None:
+    """Report an `async def` or generator function; return the function's type, if callable."""
+    fn = get_proper_type(api.get_expression_type(fn_node))
+    if not isinstance(fn, CallableType):
+        return None
+    returned = get_proper_type(fn.ret_type)
+    if isinstance(returned, Instance) and any(map(returned.type.has_base, _REFUSED_RETURNS)):
+        api.fail(
+            f"{_label(fn)}: `auto_vmap` cannot batch an `async def` or generator function",
+            fn_node,
+            code=REFUSED,
+        )
+    return fn
+
+
+def _label(fn: CallableType) -> str:
+    definition = fn.definition
+    return f"`auto_vmap({definition.name if definition else fn.name or 'function'})`"
+
+
 def _check_decorated(ctx: MethodSigContext) -> FunctionLike:
     """Hook on `AutoVmap.__call__`: compare the recorded ranks with the function's parameters.
 
-    mypy calls it once per overload item of `__call__`; it drops the repeated errors.
+    mypy calls it once per overload item of `__call__`, and drops the repeated errors.
     """
     decorator = ctx.type
-    if not (isinstance(decorator, Instance) and decorator.extra_attrs and ctx.args[0]):
+    if not (isinstance(decorator, Instance) and ctx.args and ctx.args[0]):
         return ctx.default_signature
     fn_node = ctx.args[0][0]  # for `@auto_vmap(...)`, a node at the line of the decorator
-    fn = get_proper_type(ctx.api.get_expression_type(fn_node))
-    # A `ParamSpec` callable has no parameters to check against.
-    if isinstance(fn, CallableType) and fn.param_spec() is None:
+    fn = _check_function(ctx.api, fn_node)
+    # A `ParamSpec` callable, or one typed `Callable[..., T]`, has no parameters to check.
+    if (
+        fn is not None
+        and decorator.extra_attrs
+        and fn.param_spec() is None
+        and not fn.is_ellipsis_args
+    ):
         _check_parameters(ctx.api, decorator.extra_attrs.attrs, fn, fn_node)
     return ctx.default_signature
 
@@ -130,7 +253,7 @@ def _check_parameters(
     names: list[str | None] = list(fn.arg_names)
     if isinstance(definition, FuncDef) and len(definition.arguments) == len(names):
         names = [argument.variable.name for argument in definition.arguments]
-    label = f"`auto_vmap({definition.name if definition else fn.name or 'function'})`"
+    label = _label(fn)
     valid = ", ".join(f"`{name}`" for name in names if name is not None) or "(none)"
 
     def fail(message: str) -> None:
