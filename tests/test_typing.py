@@ -1,9 +1,12 @@
-"""The typed surface: the stub, the clients in tests/typing, stubtest, verifytypes, the plugin.
+"""The typed surface: the stub, the clients in tests/typing, stubtest, verifytypes, the plugin,
+and the return-type table of docs/typing.md.
 
 The checkers are slow to start (mypy reads all of jax's types), so every checker run starts at
 once, in parallel, when the first test here needs one; each test then reads its run's output.
 """
 
+import ast
+import importlib
 import json
 import os
 import pathlib
@@ -23,6 +26,8 @@ TYPING = ROOT / "tests" / "typing"
 CLIENT_OK = TYPING / "client_ok.py"
 CLIENT_ERRORS = TYPING / "client_errors.py"
 CLIENT_PLUGIN = TYPING / "client_plugin.py"
+CLIENT_RETURNS = TYPING / "client_returns.py"
+TYPING_DOCS = ROOT / "docs" / "typing.md"
 BIN = pathlib.Path(sys.executable).parent
 PYRIGHT = shutil.which("pyright", path=str(BIN)) or shutil.which("pyright")
 MYPY = [sys.executable, "-m", "mypy", "--no-error-summary"]
@@ -30,25 +35,32 @@ MYPY = [sys.executable, "-m", "mypy", "--no-error-summary"]
 COMMANDS: dict[str, tuple[list[str], pathlib.Path]] = {
     "mypy": (
         [*MYPY, "--config-file", "pyproject.toml", "--cache-dir", ".mypy_cache",
-         "autovmap", str(CLIENT_OK), str(CLIENT_ERRORS)],
+         "autovmap", str(CLIENT_OK), str(CLIENT_ERRORS), str(CLIENT_RETURNS)],
         ROOT,
     ),
     "mypy with the plugin": (
         [*MYPY, "--config-file", str(TYPING / "mypy.ini"), "--cache-dir", ".mypy_cache/plugin",
-         str(CLIENT_PLUGIN), str(CLIENT_OK)],
+         str(CLIENT_PLUGIN), str(CLIENT_OK), str(CLIENT_RETURNS)],
+        ROOT,
+    ),
+    # The package as users have it: the stub against the runtime, and every other module
+    # (private ones included) against itself, all imported (so `autovmap.__main__` must not run
+    # anything when imported). Nothing is allow-listed.
+    "stubtest": (
+        [sys.executable, "-m", "mypy.stubtest", "autovmap"],
         ROOT,
     ),
     # Run in stubs/, mypy finds the checked copy of the stub and no implementation modules to
     # compare with themselves; -P keeps Python from importing stubs/autovmap as a namespace
     # package, so it imports the real one (through PYTHONPATH, below).
-    "stubtest": (
+    "stubtest of the copy": (
         [sys.executable, "-P", "-m", "mypy.stubtest", "autovmap",
          "--allowlist", str(TYPING / "stubtest_allowlist.txt")],
         ROOT / "stubs",
     ),
     "pyright": (
         [str(PYRIGHT), "--outputjson", "--pythonpath", sys.executable,
-         "autovmap", str(CLIENT_OK), str(CLIENT_ERRORS)],
+         "autovmap", str(CLIENT_OK), str(CLIENT_ERRORS), str(CLIENT_RETURNS)],
         ROOT,
     ),
     "verifytypes": (
@@ -65,10 +77,12 @@ ENV = {
     "PYRIGHT_PYTHON_IGNORE_WARNINGS": "1",  # no look-up of the newest pyright on PyPI
 }
 MYPY_ERROR = re.compile(r"^(?P<path>.+?):(?P<line>\d+): error: ", re.MULTILINE)
-MARKER = re.compile(r"#\s*E:")
-# What the checkers report depends on the type stubs of the installed jax and jaxtyping, and the
-# mypy/pyright pins of the test extra: those tests run on the newest versions, not at the floors.
-NEWEST = pytest.mark.newest
+MYPY_REVEAL = re.compile(
+    r'^(?P<path>.+?):(?P<line>\d+): note: Revealed type is "(?P<type>.*)"$', re.MULTILINE
+)
+# `# E: why` marks a line every checker of the file must report; `# E[pyright]: why` a line
+# only pyright must report (and `# E[mypy]: why` only mypy).
+MARKER = re.compile(r"#\s*E(?:\[(?P<only>\w+)\])?:")
 
 
 def _run(command: list[str], cwd: pathlib.Path) -> subprocess.CompletedProcess[str]:
@@ -104,14 +118,15 @@ def _pyright_errors(run: subprocess.CompletedProcess[str]) -> dict[pathlib.Path,
     return errors
 
 
-def _marked_lines(path: pathlib.Path) -> set[int]:
-    """The lines whose comment starts with `E:`: those a checker must report."""
+def _marked_lines(path: pathlib.Path, checker: str) -> set[int]:
+    """The lines whose comment starts with `E:` (or `E[checker]:`): those `checker` must report."""
     with path.open("rb") as file:
-        return {
-            token.start[0]
+        markers = [
+            (token.start[0], match["only"])
             for token in tokenize.tokenize(file.readline)
-            if token.type == tokenize.COMMENT and MARKER.match(token.string)
-        }
+            if token.type == tokenize.COMMENT and (match := MARKER.match(token.string))
+        ]
+    return {line for line, only in markers if only in (None, checker)}
 
 
 def _errors(runs: dict[str, Future[subprocess.CompletedProcess[str]]], checker: str):
@@ -123,27 +138,139 @@ def _errors(runs: dict[str, Future[subprocess.CompletedProcess[str]]], checker: 
     return parse(run), output
 
 
-@NEWEST
-@pytest.mark.parametrize("checker", ["mypy", "mypy with the plugin", "pyright"])
+CHECKERS = ["mypy", "mypy with the plugin", "pyright"]
+
+
+@pytest.mark.parametrize("checker", CHECKERS)
 def test_typed_uses_check_clean(runs, checker):
     errors, output = _errors(runs, checker)
     assert CLIENT_OK not in errors, output
+    assert CLIENT_RETURNS not in errors, output
 
 
-@NEWEST
 @pytest.mark.parametrize("checker", ["mypy", "pyright"])
 def test_misuses_are_reported_on_exactly_the_marked_lines(runs, checker):
     errors, output = _errors(runs, checker)
-    assert errors.get(CLIENT_ERRORS, set()) == _marked_lines(CLIENT_ERRORS), output
+    assert errors.get(CLIENT_ERRORS, set()) == _marked_lines(CLIENT_ERRORS, checker), output
 
 
-@NEWEST
 def test_plugin_reports_exactly_the_marked_lines(runs):
     errors, output = _errors(runs, "mypy with the plugin")
-    assert errors.get(CLIENT_PLUGIN, set()) == _marked_lines(CLIENT_PLUGIN), output
+    assert errors.get(CLIENT_PLUGIN, set()) == _marked_lines(CLIENT_PLUGIN, "mypy"), output
 
 
-@NEWEST
+def _reveals(run: subprocess.CompletedProcess[str], checker: str) -> dict[int, str]:
+    """What each `reveal_type` line of client_returns.py shows, by line."""
+    if checker != "pyright":
+        return {
+            int(match["line"]): match["type"]
+            for match in MYPY_REVEAL.finditer(run.stdout)
+            if (ROOT / match["path"]).resolve() == CLIENT_RETURNS
+        }
+    return {
+        diagnostic["range"]["start"]["line"] + 1: diagnostic["message"].rpartition(' is "')[2][:-1]
+        for diagnostic in json.loads(run.stdout)["generalDiagnostics"]
+        if diagnostic["severity"] == "information"
+        and pathlib.Path(diagnostic["file"]) == CLIENT_RETURNS
+    }
+
+
+def _return_type(revealed: str) -> str:
+    """The return type in a revealed type, spelled alike for both checkers: `def (x:
+    jax._src.basearray.Array) -> jax._src.basearray.Array | float` (mypy) and `(x: Array) ->
+    (Array | float)` (pyright) both give `Array | float`."""
+    text = re.sub(r"\b(?:[A-Za-z_]\w*\.)+(?=[A-Za-z_])", "", revealed)  # module paths
+    text = re.sub(r"@\w+", "", text)  # pyright's scope of a type variable, `T@f`
+    # mypy spells a NamedTuple `tuple[Array, Array, fallback=Pair]`.
+    while (fallback := re.search(r", fallback=(\w+)\]", text)) is not None:
+        depth, start = 0, fallback.start()
+        while depth or text[start] != "[":
+            depth += {"]": 1, "[": -1}.get(text[start], 0)
+            start -= 1
+        text = text[: start - len("tuple")] + fallback[1] + text[fallback.end() :]
+    depth = 0
+    for i, char in enumerate(text):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(char, 0)
+        if depth == 0 and text.startswith(" -> ", i):
+            returned = text[i + len(" -> ") :]
+            return returned[1:-1] if returned.startswith("(") else returned
+    return "None" if text.startswith("def ") else text  # mypy leaves out `-> None`
+
+
+def _cells(row: str) -> list[str]:
+    """The cells of a Markdown table row; a `|` in a code span is not a separator."""
+    return [cell.strip() for cell in re.split(r"\|(?=(?:[^`]*`[^`]*`)*[^`]*$)", row)[1:-1]]
+
+
+def _return_type_table() -> dict[str, tuple[dict[str, str], ...]]:
+    """The table of docs/typing.md: for each declared return type, what `auto_vmap(f)` and
+    `jax.vmap(f)` return, for every checker (`"*"`) and for pyright where it differs."""
+    text = TYPING_DOCS.read_text()
+    rows = text[text.index("<!-- return-type table") :].split("\n\n")[1].splitlines()[2:]
+    table = {}
+    for row in rows:
+        declared, *columns = _cells(row)
+        table[_spelling(re.findall(r"`([^`]+)`", declared)[0])] = tuple(
+            {"*": re.findall(r"`([^`]+)`", cell)[0]}
+            | dict(re.findall(r"(pyright): `([^`]+)`", cell))
+            for cell in columns
+        )
+    return table
+
+
+def _spelling(annotation: str) -> str:
+    return annotation.replace('"', "'")  # `ast.unparse` quotes with '
+
+
+def _client_rows() -> dict[int, tuple[str, int]]:
+    """Each `reveal_type` line of client_returns.py: the declared return type of its function
+    and the table column it is compared with (1: `auto_vmap`, 2: `jax.vmap`)."""
+    module = ast.parse(CLIENT_RETURNS.read_text())
+    returns = {
+        node.name: ast.unparse(node.returns)
+        for node in module.body
+        if isinstance(node, ast.FunctionDef) and node.returns is not None
+    }
+    assigned = {  # `refused = auto_vmap(f)`, then `reveal_type(refused)`
+        node.targets[0].id: node.value
+        for node in module.body
+        if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+    }
+    rows = {}
+    for node in module.body:
+        if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call):
+            if ast.unparse(node.value.func) == "reveal_type":
+                (argument,) = node.value.args
+                if isinstance(argument, ast.Name) and argument.id in assigned:
+                    argument = assigned[argument.id]
+                (function,) = {
+                    name.id for name in ast.walk(argument) if isinstance(name, ast.Name)
+                } & returns.keys()
+                column = 2 if ast.unparse(argument).startswith("jax.vmap(") else 1
+                rows[node.lineno] = (_spelling(returns[function]), column)
+    return rows
+
+
+@pytest.mark.parametrize("checker", CHECKERS)
+def test_return_type_table_is_what_the_checkers_report(runs, checker):
+    run = runs[checker].result()
+    table, rows, reveals = _return_type_table(), _client_rows(), _reveals(run, checker)
+    assert {declared for declared, _ in rows.values()} == set(table), (
+        "client_returns.py and the table of docs/typing.md must have the same rows"
+    )
+    assert set(reveals) == set(rows), _output(run)
+    differences = []
+    for line, (declared, column) in sorted(rows.items()):
+        expected = table[declared][column - 1]
+        expected = expected.get(checker, expected["*"])
+        if (reported := _return_type(reveals[line])) != expected:
+            differences.append(
+                f"client_returns.py:{line}: for `{declared}`, the table has `{expected}` "
+                f"in column {column + 1}, {checker} reports `{reported}` ({reveals[line]})"
+            )
+    assert not differences, "\n".join(differences)
+
+
 @pytest.mark.parametrize("checker", ["mypy", "pyright"])
 def test_implementation_type_checks(runs, checker):
     """mypy --strict on the stub and every module; pyright strict on the stub and the plugin,
@@ -153,13 +280,16 @@ def test_implementation_type_checks(runs, checker):
     assert not implementation, output
 
 
-@NEWEST
-def test_stub_matches_the_runtime(runs):
-    run = runs["stubtest"].result()
+@pytest.mark.parametrize("run_name", ["stubtest", "stubtest of the copy"])
+def test_stub_matches_the_runtime(runs, run_name):
+    run = runs[run_name].result()
     assert run.returncode == 0, _output(run)
 
 
-@NEWEST
+def test_importing_main_runs_nothing():
+    importlib.import_module("autovmap.__main__")  # `python -m autovmap` would exit
+
+
 def test_public_types_are_complete(runs):
     run = runs["verifytypes"].result()
     assert run.returncode in (0, 1), _output(run)

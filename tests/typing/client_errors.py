@@ -1,12 +1,19 @@
-"""Misuses of `autovmap` that mypy (without the plugin) and pyright must both report.
+"""Misuses of `autovmap` that mypy (without the plugin) and pyright must report.
 
-Every line that ends in an `E:` comment must be reported by both checkers, and no other line:
-tests/test_typing.py compares the line numbers. This file is type-checked, never run.
+Every line that ends in an `E:` comment must be reported by both checkers, every line that ends
+in an `E[pyright]:` comment by pyright alone, and no other line: tests/test_typing.py compares
+the line numbers. This file is type-checked, never run.
 """
 
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import numpy as np
 from jax import Array
 
 from autovmap import auto_vmap
+
+T = TypeVar("T")
 
 
 def vector() -> Array:
@@ -49,10 +56,86 @@ Model.static(a=v, b=v)  # E: unknown keyword of a staticmethod
 label: str = add(v, v)  # E: an array is not a str
 total: float = norm(v)  # E: `Array | float` is not a float
 
+
+# A function returning `Any` keeps its parameters too.
+@auto_vmap(a=1)
+def summary(a: Array) -> Any:
+    return {"mean": a.mean()}
+
+
+summary(v, v)  # E: too many positional arguments
+
+
+# A generic function stays generic: its type variable is solved at each call.
+@auto_vmap(tree=1)
+def same(tree: T) -> T:
+    return tree
+
+
+same_label: str = same(v)  # E: `same(v)` is an `Array`
+
+
+# Scalars, NumPy scalars, optional scalars and containers of scalars may come back as arrays.
+@auto_vmap(a=1)
+def pair(a: Array) -> tuple[float, float]:
+    return 1.0, 2.0
+
+
+@auto_vmap(a=1)
+def numpy_scalar(a: Array) -> np.float64:
+    return np.float64(1.0)
+
+
+@auto_vmap(a=1)
+def maybe(a: Array) -> float | None:
+    return None
+
+
+@auto_vmap(a=1)
+def named(a: Array) -> dict[str, float]:
+    return {"one": 1.0}
+
+
+first: float = pair(v)[0]  # E: a batched call returns a tuple of arrays
+host: np.float64 = numpy_scalar(v)  # E: a batched call returns an array
+optional: float | None = maybe(v)  # E: a batched call returns an array
+one: float = named(v)["one"]  # E: a batched call returns a dict of arrays
+
 # A rank is an int, None, or a pytree of those; `check` and `chunk_size` are options.
 auto_vmap(a=1.5)  # E: a float rank
 auto_vmap(1, a=(1, 2.5))  # E: a float in a rank pytree
 auto_vmap(a={"w": [0.5]})  # E: a float deep in a rank pytree
-auto_vmap(check=1)  # E: `check` takes a bool
+auto_vmap(a=np.float64(1.0))  # E: a NumPy float rank (NumPy integers are ranks)
+float_ranks: dict[str, float] = {"a": 1.5}
+auto_vmap(**float_ranks)  # E: float ranks, from a dict
+auto_vmap(check=1.0)  # E: `check` takes a bool (an int passes as a rank: the plugin reports it)
 auto_vmap(chunk_size=0.5)  # E: `chunk_size` takes an int
 auto_vmap(a=1)(42)  # E: only functions are decorated
+
+
+# `async def` and generator functions are refused: the overload that takes them is deprecated
+# (pyright reports that for a decorator that is a name), and what it returns cannot be called.
+async def fetch(a: Array) -> Array:
+    raise NotImplementedError
+
+
+def generate(a: Array) -> Iterator[Array]:
+    yield a
+
+
+fetched = auto_vmap(a=1)(fetch)
+fetched(v)  # E: not callable
+
+
+@auto_vmap  # E[pyright]: deprecated overload
+async def fetch_all(a: Array) -> Array:
+    raise NotImplementedError
+
+
+fetch_all(v)  # E: not callable
+auto_vmap(generate)  # E[pyright]: deprecated overload
+auto_vmap(a=1)(generate)(v)  # E: not callable
+
+# A lambda takes its parameter types from the declared type (mypy, like `jax.vmap`'s, gives it
+# `Any` parameters).
+attribute: Callable[[Array], Array] = auto_vmap(x=1)(lambda x: x.no_such_attribute)  # E[pyright]: `x` is an Array

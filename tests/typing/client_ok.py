@@ -7,12 +7,14 @@ types of calls, and client_errors.py shows that the parameters are kept.
 """
 
 from collections.abc import Callable
-from typing import Final, assert_type
+from typing import Any, Final, TypeVar, assert_type
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 from jaxtyping import Float
+from numpy.typing import NDArray
 
 import autovmap as autovmap_module
 from autovmap import (
@@ -45,7 +47,7 @@ def annotated(v: Float[Array, " n"], w: Float[Array, "n n"], /) -> Float[Array, 
 
 
 @auto_vmap()
-def no_ranks(v: Array, /) -> Array:
+def no_ranks(v: Float[Array, " n"], /) -> Array:
     return v
 
 
@@ -59,7 +61,7 @@ def keywords(v: Array, w: Array, /) -> Array:
     return w @ v
 
 
-def plain(v: Array, w: Array, /) -> Array:
+def plain(v: Float[Array, " n"], w: Float[Array, "n n"], /) -> Float[Array, " n"]:
     return w @ v
 
 
@@ -109,8 +111,57 @@ assert_type(pytrees((x, "label"), tree, True), Array)
 assert pytrees((x, "label"), tree, True).shape == (4, 3)
 
 
+# Ranks from a dictionary, and NumPy integer ranks.
+matvec_ranks_by_name: dict[str, int] = {"v": 1, "w": 2}
+
+
+@auto_vmap(**matvec_ranks_by_name)
+def from_dict(v: Array, w: Array, /) -> Array:
+    return w @ v
+
+
+@auto_vmap(v=np.int64(1), w=np.int32(2))
+def numpy_ranks(v: Array, w: Array, /) -> Array:
+    return w @ v
+
+
+assert_type(from_dict, Callable[[Array, Array], Array])
+assert_type(AutoVmap(**matvec_ranks_by_name), AutoVmap)
+assert_type(numpy_ranks, Callable[[Array, Array], Array])
+assert from_dict(x, m).shape == numpy_ranks(x, m).shape == (4, 3)
+
+
+# A function returning `Any` (or jaxtyping's `PyTree`, `Any` to a checker) returns `Any`.
+@auto_vmap(v=1)
+def summary(v: Array) -> Any:
+    return {"mean": v.mean(), "max": v.max()}
+
+
+stats = summary(x)
+assert_type(stats, Any)
+assert sorted(stats.items())[0][1].shape == (4,)
+
+# A generic function stays generic.
+T = TypeVar("T")
+
+
+@auto_vmap(tree=1)
+def same(tree: T) -> T:
+    return tree
+
+
+assert_type(same(x), Array)
+assert_type(same({"v": x}), dict[str, Array])
+assert same({"v": x})["v"].shape == (4, 3)
+
+# A lambda takes its parameter types from the declared type, as with `jax.vmap`.
+doubled: Callable[[Array], Array] = auto_vmap(x=1)(lambda x: 2 * x)
+assert doubled(x).shape == (4, 3)
+
+
 # A function returning a Python scalar returns it unchanged from an unbatched call, and a
-# `jax.Array` from a batched one: the batched function returns `Array | <scalar>`.
+# `jax.Array` from a batched one: the batched function returns `Array | <scalar>`. So do NumPy
+# scalars and arrays, optional scalars, and containers of scalars (their batched form).
 @auto_vmap(v=1)
 def scalar(v: Array) -> float:
     return 2.0
@@ -126,12 +177,47 @@ def flag(v: Array) -> bool:
     return True
 
 
+@auto_vmap(v=1)
+def maybe(v: Array) -> float | None:
+    return 1.0 if v.shape == (3,) else None
+
+
+@auto_vmap(v=1)
+def numpy_scalar(v: Array) -> np.float64:
+    return np.float64(2.0)
+
+
+@auto_vmap(v=1)
+def numpy_array(v: Array) -> NDArray[np.float64]:
+    return np.zeros(2)
+
+
+@auto_vmap(v=1)
+def pair(v: Array) -> tuple[float, float]:
+    return 1.0, 2.0
+
+
+@auto_vmap(v=1)
+def named(v: Array) -> dict[str, float]:
+    return {"one": 1.0}
+
+
 batched_result = scalar(x)
 assert_type(batched_result, Array | float)
 assert_type(count(x), Array | int)
 assert_type(flag(x), Array | bool)
 assert isinstance(batched_result, jax.Array) and batched_result.shape == (4,)
 assert scalar(x[0]) == 2.0 and isinstance(scalar(x[0]), float)
+assert_type(maybe(x), Array | float | None)
+assert_type(numpy_scalar(x), Array | np.float64)
+assert_type(numpy_array(x), Array | NDArray[np.float64])
+assert_type(pair(x), tuple[float, float] | tuple[Array, ...])
+assert_type(named(x), dict[str, float] | dict[Any, Array])
+assert isinstance(maybe(x), jax.Array) and isinstance(numpy_scalar(x), jax.Array)
+assert numpy_array(x).shape == (4, 2) and isinstance(numpy_array(x[0]), np.ndarray)
+first, one = pair(x)[0], named(x)["one"]  # `Array | float`: narrowed before use
+assert isinstance(first, jax.Array) and isinstance(one, jax.Array) and first.shape == (4,)
+assert pair(x[0]) == (1.0, 2.0)
 
 
 # Methods bind as plain functions would: positional ranks count `self` and `cls`.
@@ -165,12 +251,17 @@ class Model:
 
     @auto_vmap
     @staticmethod
-    def static_bare(v: Array, /) -> float:
+    def static_bare(v: Float[Array, " n"], /) -> float:
         return 1.0
 
     @auto_vmap(None, v=1)
     def keyword_only(self, *, v: Array) -> Array:
         return self.w @ v
+
+    @auto_vmap(None, v=1)
+    @classmethod
+    def class_pair(cls, v: Array, /) -> tuple[float, float]:
+        return 1.0, 2.0
 
 
 model = Model(m)
@@ -183,12 +274,14 @@ assert_type(Model.class_last, Callable[[Array], Array])
 assert_type(model.class_last, Callable[[Array], Array])
 assert_type(Model.static_bare, Callable[[Array], Array | float])
 assert_type(model.keyword_only(v=x), Array)
+assert_type(Model.class_pair, Callable[[Array], tuple[float, float] | tuple[Array, ...]])
 assert model.apply(x).shape == (4, 3)
 assert Model.static_first(x, m).shape == (4, 3)
 assert Model.static_last(x, m).shape == (4, 3)
 assert Model.class_first(x).shape == (4, 3)
 assert Model.class_last(x).shape == (4, 3)
 assert model.keyword_only(v=x).shape == (4, 3)
+assert isinstance(second := Model.class_pair(x)[1], jax.Array) and second.shape == (4,)
 
 # The error classes and their hierarchy.
 errors: tuple[type[AutoVmapError], ...] = (

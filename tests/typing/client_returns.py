@@ -125,8 +125,7 @@ def returns_generator(x: Array) -> Iterator[Array]:
     yield x
 
 
-# The rows through each entry point. A refused function's overload is deprecated, which pyright
-# (strict) and the mypy plugin report: those lines silence that, to reveal the type.
+# The rows through each entry point.
 reveal_type(auto_vmap(returns_array))
 reveal_type(auto_vmap(x=1)(returns_array))
 reveal_type(jax.vmap(returns_array))
@@ -193,6 +192,10 @@ reveal_type(jax.vmap(returns_array_or_float))
 reveal_type(auto_vmap(returns_dataclass))
 reveal_type(auto_vmap(x=1)(returns_dataclass))
 reveal_type(jax.vmap(returns_dataclass))
-reveal_type(auto_vmap(returns_generator))  # type: ignore[autovmap-function, unused-ignore]  # pyright: ignore[reportDeprecated]
-reveal_type(auto_vmap(x=1)(returns_generator))  # type: ignore[autovmap-function, unused-ignore]
+# Refused: the deprecated overload is reported by pyright (strict) and the mypy plugin, which
+# these lines silence; a `type: ignore` would also hide from pyright what `reveal_type` shows.
+refused = auto_vmap(returns_generator)  # type: ignore[autovmap-function, unused-ignore]
+refused_by_decorator = auto_vmap(x=1)(returns_generator)  # type: ignore[autovmap-function, unused-ignore]
+reveal_type(refused)
+reveal_type(refused_by_decorator)
 reveal_type(jax.vmap(returns_generator))
