@@ -29,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from mypy.errorcodes import ErrorCode
-from mypy.maptype import map_instance_to_supertype
 from mypy.nodes import (
     ARG_NAMED,
     ARG_POS,
@@ -89,6 +88,9 @@ def _bad_rank(api: CheckerPluginInterface, typ: Type) -> str | None:
         return None  # Any, a union, a type variable: it may be a valid rank
     if typ.type.fullname in ("builtins.str", "builtins.bool"):
         return f"a `{typ.type.name}`"
+    # mypy imports `mypy.maptype` after `mypy.types`: importing it first is circular.
+    from mypy.maptype import map_instance_to_supertype
+
     # A pytree of ranks: the values of a mapping, the items of a sequence.
     for container, index in (("typing.Mapping", 1), ("typing.Sequence", 0)):
         if typ.type.has_base(container):
@@ -254,7 +256,8 @@ def _check_parameters(
     if isinstance(definition, FuncDef) and len(definition.arguments) == len(names):
         names = [argument.variable.name for argument in definition.arguments]
     label = _label(fn)
-    valid = ", ".join(f"`{name}`" for name in names if name is not None) or "(none)"
+    valid = ", ".join(f"`{name}`" for name in names if name is not None)
+    listed = f" ({valid})" if valid else ""
 
     def fail(message: str) -> None:
         api.fail(f"{label}: {message}", context, code=RANK_SPEC)
@@ -264,7 +267,7 @@ def _check_parameters(
         if n_positional.value > len(names):
             fail(
                 f"{n_positional.value} positional ranks given, but the function has only "
-                f"{len(names)} parameters ({valid}); positional ranks fill the parameters in order"
+                f"{len(names)} parameters{listed}; positional ranks fill the parameters in order"
             )
         positional_names = names[: n_positional.value]
     else:
@@ -276,7 +279,7 @@ def _check_parameters(
         if not isinstance(item, LiteralType):
             continue
         if item.value not in names:
-            fail(f"a rank is given for `{item.value}`, which is not a parameter ({valid})")
+            fail(f"a rank is given for `{item.value}`, which is not a parameter{listed}")
         elif item.value in positional_names:
             fail(f"parameter `{item.value}` is given a rank twice, positionally and by keyword")
 

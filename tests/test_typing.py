@@ -31,36 +31,40 @@ TYPING_DOCS = ROOT / "docs" / "typing.md"
 BIN = pathlib.Path(sys.executable).parent
 PYRIGHT = shutil.which("pyright", path=str(BIN)) or shutil.which("pyright")
 MYPY = [sys.executable, "-m", "mypy", "--no-error-summary"]
+STUBTEST = [sys.executable, "-m", "mypy.stubtest", "autovmap"]
+CLIENTS = [str(CLIENT_OK), str(CLIENT_ERRORS), str(CLIENT_RETURNS)]
+PLUGIN_CLIENTS = [str(CLIENT_PLUGIN), str(CLIENT_OK), str(CLIENT_RETURNS)]
 # Each mypy run has its own cache: runs with other options or plugins invalidate each other's.
 COMMANDS: dict[str, tuple[list[str], pathlib.Path]] = {
     "mypy": (
-        [*MYPY, "--config-file", "pyproject.toml", "--cache-dir", ".mypy_cache",
-         "autovmap", str(CLIENT_OK), str(CLIENT_ERRORS), str(CLIENT_RETURNS)],
+        [*MYPY, "--config-file", "pyproject.toml", "--cache-dir", ".mypy_cache", "autovmap"]
+        + CLIENTS,
         ROOT,
     ),
     "mypy with the plugin": (
-        [*MYPY, "--config-file", str(TYPING / "mypy.ini"), "--cache-dir", ".mypy_cache/plugin",
-         str(CLIENT_PLUGIN), str(CLIENT_OK), str(CLIENT_RETURNS)],
+        [*MYPY, "--config-file", str(TYPING / "mypy.ini"), "--cache-dir", ".mypy_cache/plugin"]
+        + PLUGIN_CLIENTS,
         ROOT,
     ),
     # The package as users have it: the stub against the runtime, and every other module
     # (private ones included) against itself, all imported (so `autovmap.__main__` must not run
     # anything when imported). Nothing is allow-listed.
-    "stubtest": (
-        [sys.executable, "-m", "mypy.stubtest", "autovmap"],
-        ROOT,
-    ),
+    "stubtest": (STUBTEST, ROOT),
     # Run in stubs/, mypy finds the checked copy of the stub and no implementation modules to
     # compare with themselves; -P keeps Python from importing stubs/autovmap as a namespace
     # package, so it imports the real one (through PYTHONPATH, below).
     "stubtest of the copy": (
-        [sys.executable, "-P", "-m", "mypy.stubtest", "autovmap",
-         "--allowlist", str(TYPING / "stubtest_allowlist.txt")],
+        [
+            sys.executable,
+            "-P",
+            *STUBTEST[1:],
+            "--allowlist",
+            str(TYPING / "stubtest_allowlist.txt"),
+        ],
         ROOT / "stubs",
     ),
     "pyright": (
-        [str(PYRIGHT), "--outputjson", "--pythonpath", sys.executable,
-         "autovmap", str(CLIENT_OK), str(CLIENT_ERRORS), str(CLIENT_RETURNS)],
+        [str(PYRIGHT), "--outputjson", "--pythonpath", sys.executable, "autovmap"] + CLIENTS,
         ROOT,
     ),
     "verifytypes": (

@@ -136,6 +136,6 @@ fetch_all(v)  # E: not callable
 auto_vmap(generate)  # E[pyright]: deprecated overload
 auto_vmap(a=1)(generate)(v)  # E: not callable
 
-# A lambda takes its parameter types from the declared type (mypy, like `jax.vmap`'s, gives it
-# `Any` parameters).
-attribute: Callable[[Array], Array] = auto_vmap(x=1)(lambda x: x.no_such_attribute)  # E[pyright]: `x` is an Array
+# A lambda takes its parameter types from the declared type (mypy gives it `Any` parameters, as
+# it does under `jax.vmap`).
+f: Callable[[Array], Array] = auto_vmap(x=1)(lambda x: x.nope)  # E[pyright]: `x` is an Array

@@ -5,8 +5,11 @@ comment must be reported, and no other line. Each of these would raise `RankSpec
 time; this file is type-checked, never run.
 """
 
+from collections.abc import Callable, Iterator
 from typing import Any, Final
 
+import jax
+import numpy as np
 from jax import Array
 
 from autovmap import AutoVmap, auto_vmap, autovmap
@@ -113,3 +116,59 @@ class Model:
     @auto_vmap(None, a=1)
     def from_class_ok(cls, a: Array) -> Array:
         return a
+
+
+# Functions whose parameters mypy does not know (`Callable[..., T]`) are not checked.
+def loss(a: Array, b: Array) -> Array:
+    return a
+
+
+per_example_grads = auto_vmap(1, 1, 1)(jax.grad(loss))  # a `Callable[..., Any]`
+
+
+def batch_any(fn: Callable[..., Array]) -> Callable[..., Array]:
+    return auto_vmap(1, 1, 1)(fn)
+
+
+def batch_two(fn: Callable[[Array, Array], Array]) -> Callable[[Array, Array], Array]:
+    return auto_vmap(1, 1, 1)(fn)  # E: three ranks, two parameters (unnamed)
+
+
+# Ranks held in variables are checked by their type; options are not ranks.
+DIMS = "n n"
+flag = True
+dims_ranks = {"a": (1, [DIMS])}
+auto_vmap(a=DIMS)  # E: a `str` rank, held in a variable
+auto_vmap(a=(1, [DIMS]))  # E: a `str` deep in a pytree
+auto_vmap(a=flag)  # E: a `bool` rank, held in a variable
+auto_vmap(a=np.int64(1), b=(np.int32(0), None))  # NumPy integers are ranks
+auto_vmap(a=1, **{"check": False, "chunk_size": 8})  # options, from a literal dict
+auto_vmap(a=1, **{"b": -1})  # E: a negative rank, from a literal dict
+auto_vmap(**dims_ranks)  # ranks from a dict variable are not checked
+auto_vmap(check=flag, chunk_size=None)
+auto_vmap(check=1)  # E: `check` takes a bool (the types take an int for a rank)
+auto_vmap(a=1, **{"check": 1})  # E: `check` takes a bool
+auto_vmap(chunk_size=0)  # E: `chunk_size` is at least 1
+auto_vmap(chunk_size=True)  # E: `chunk_size` is not a bool
+auto_vmap(loss, chunk_size=0)  # E: options of `auto_vmap(fn, ...)` too
+positional_from_list = auto_vmap(*[1, 1])(loss)
+too_many_from_list = auto_vmap(*[1, 1, 1])(loss)  # E: three ranks, two parameters
+
+
+# `async def` and generator functions are refused (a bare `@auto_vmap` is reported by mypy's
+# `deprecated` error code, not by the plugin).
+@auto_vmap(a=1)  # E: an `async def` function
+async def fetch(a: Array) -> Array:
+    return a
+
+
+@auto_vmap(a=1)  # E: a generator function
+def generate(a: Array) -> Iterator[Array]:
+    yield a
+
+
+async def fetch_one(a: Array) -> Array:
+    return a
+
+
+fetch_later = auto_vmap(fetch_one)  # E: an `async def` function
