@@ -11,7 +11,18 @@ Docstrings repeat the first line of the code's, for editors that read only the s
 
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeAlias, TypedDict, TypeVar, Unpack, final, overload
+from types import CodeType
+from typing import (
+    Any,
+    ParamSpec,
+    Protocol,
+    TypeAlias,
+    TypedDict,
+    TypeVar,
+    Unpack,
+    final,
+    overload,
+)
 
 import numpy as np
 from jax import Array
@@ -63,25 +74,39 @@ class NothingToBatchWarning(UserWarning):
 # return type is
 #
 # - arrays, or a tuple, list or mapping of arrays, or `None`, `Any` (jaxtyping's `PyTree`) or
-#   a type variable, keeps its type exactly (`_Kept`: generic functions stay generic, overloads
-#   and callable Protocols are kept), as with `jax.vmap`;
+#   a type variable, keeps its type, as with `jax.vmap`;
 # - a Python or NumPy scalar or a NumPy array `S` (or `S | None`) returns `Array | S`;
 # - a tuple `T`, other sequence `L` or mapping `M` of those and arrays returns
 #   `T | tuple[Array, ...]`, `L | list[Array]` or `M | dict[Any, Array]`;
 # - a coroutine, generator or iterator is refused: its overload is deprecated, and returns a
 #   `_CoroutineOrGeneratorNotBatchable`, which cannot be called;
 # - anything else (a dataclass, an equinox Module, a union of arrays and scalars) keeps its
-#   type (`_Other`).
+#   type.
+#
+# A function "keeps its type" exactly (`_KeptFunction`, `_OtherFunction`): generic functions
+# stay generic, overloaded ones overloaded. Other callables, such as callable objects and
+# `functools.partial`, become the function `auto_vmap` returns for them, `Callable[_P, R]`:
+# they are told apart by `__code__`, which functions have (`_Function`). In every row a
+# callable keeps its parameters (`_P`).
 #
 # Each row matches on a bare type variable: given a function returning `Any`, mypy then sees
 # the same argument type in every row that matches, and takes the first (which keeps `Any`),
 # rather than calling the whole result `Any`. The rows that change the return type come in
 # three kinds, `staticmethod` first, as `staticmethod` objects are callable. pyright needs
 # those: mypy drops `staticmethod` and `classmethod` from a decorator list before applying the
-# rest. A function keeps its own parameters (`_P`) in every row.
+# rest.
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")  # the class of a classmethod
+_R = TypeVar("_R")
+_R_co = TypeVar("_R_co", covariant=True)
+
+class _Function(Protocol[_R_co]):
+    """A function, bound method or lambda (not a callable object), returning `_R_co`."""
+
+    @property
+    def __code__(self) -> CodeType: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> _R_co: ...
 
 # The leaves that a batched call turns into `jax.Array`s.
 _Scalar: TypeAlias = bool | int | float | complex | np.generic | np.ndarray[Any, Any]
@@ -89,30 +114,35 @@ _Scalar: TypeAlias = bool | int | float | complex | np.generic | np.ndarray[Any,
 _Arrays: TypeAlias = Array | None | Sequence[Array] | Mapping[Any, Array]
 _Refused: TypeAlias = Coroutine[Any, Any, Any] | Iterator[Any] | AsyncIterator[Any]
 
-_Kept = TypeVar("_Kept", bound=Callable[..., _Arrays] | classmethod[Any, ..., _Arrays])
+_KeptFunction = TypeVar(
+    "_KeptFunction",
+    bound=_Function[_Arrays] | staticmethod[..., _Arrays] | classmethod[Any, ..., _Arrays],
+)
 _NotBatchable = TypeVar(
     "_NotBatchable",
     bound=Callable[..., _Refused] | staticmethod[..., _Refused] | classmethod[Any, ..., _Refused],
 )
+_Kept = TypeVar("_Kept", bound=_Arrays)
 _Leaf = TypeVar("_Leaf", bound=_Scalar | None)
 _Tuple = TypeVar("_Tuple", bound=tuple[Array | _Scalar, ...])
 _Sequence = TypeVar("_Sequence", bound=Sequence[Array | _Scalar])
 _Mapping = TypeVar("_Mapping", bound=Mapping[Any, Array | _Scalar])
-_Other = TypeVar(
-    "_Other",
-    bound=Callable[..., object] | staticmethod[..., object] | classmethod[Any, ..., object],
+_OtherFunction = TypeVar(
+    "_OtherFunction",
+    bound=_Function[object] | staticmethod[..., object] | classmethod[Any, ..., object],
 )
+
+# pyright takes a callable object's rows (`Callable[_P, _Kept]`, `Callable[_P, _R]`) for
+# unreachable after the function's (`_KeptFunction`, `_OtherFunction`): they are not, as a
+# callable object has no `__code__`. It asks for the bound of `_NotBatchable` in place of a
+# type variable used once: mypy needs the type variable (see above). And it takes the refused
+# row's return type for incompatible with the last function row's, which a refused function
+# would otherwise match: that is the point.
 
 @final
 class _CoroutineOrGeneratorNotBatchable:
     """What `auto_vmap` makes of an `async def` or generator function, statically: nothing that
     can be called. At run time, decorating one raises `TypeError`."""
-
-_REFUSED = "`auto_vmap` cannot batch an `async def` or generator function"
-
-# pyright asks for the bound of `_NotBatchable` in place of a type variable used once: mypy
-# needs the type variable. And it takes the refused row's return type for incompatible with
-# the last row's, which a refused function would otherwise match: that is the point.
 
 class AutoVmap:
     """A configured `auto_vmap` decorator: call it on a function to get the batched function."""
@@ -131,9 +161,9 @@ class AutoVmap:
     @overload
     def __init__(self, /, *positional_ranks: _Rank, **keyword_ranks: _Rank) -> None: ...
     @overload
-    def __call__(self, fn: _Kept, /) -> _Kept: ...
+    def __call__(self, fn: _KeptFunction, /) -> _KeptFunction: ...
     @overload
-    @deprecated(_REFUSED)
+    @deprecated("`auto_vmap` cannot batch an `async def` or generator function")
     def __call__(self, fn: _NotBatchable, /) -> _CoroutineOrGeneratorNotBatchable: ...  # pyright: ignore[reportInvalidTypeVarUse]
     @overload
     def __call__(self, fn: staticmethod[_P, _Leaf], /) -> staticmethod[_P, Array | _Leaf]: ...
@@ -164,6 +194,8 @@ class AutoVmap:
         self, fn: classmethod[_T, _P, _Mapping], /
     ) -> classmethod[_T, _P, _Mapping | dict[Any, Array]]: ...
     @overload
+    def __call__(self, fn: Callable[_P, _Kept], /) -> Callable[_P, _Kept]: ...  # pyright: ignore[reportOverlappingOverload]
+    @overload
     def __call__(self, fn: Callable[_P, _Leaf], /) -> Callable[_P, Array | _Leaf]: ...
     @overload
     def __call__(self, fn: Callable[_P, _Tuple], /) -> Callable[_P, _Tuple | tuple[Array, ...]]: ...
@@ -174,14 +206,16 @@ class AutoVmap:
         self, fn: Callable[_P, _Mapping], /
     ) -> Callable[_P, _Mapping | dict[Any, Array]]: ...
     @overload
-    def __call__(self, fn: _Other, /) -> _Other: ...  # pyright: ignore[reportOverlappingOverload]
+    def __call__(self, fn: _OtherFunction, /) -> _OtherFunction: ...  # pyright: ignore[reportOverlappingOverload]
+    @overload
+    def __call__(self, fn: Callable[_P, _R], /) -> Callable[_P, _R]: ...  # pyright: ignore[reportOverlappingOverload]
 
 # `@auto_vmap` and `auto_vmap(fn, ...)`: ranks from the annotations. The rows of
 # `AutoVmap.__call__`, with the options.
 @overload
-def auto_vmap(fn: _Kept, /, **options: Unpack[_Options]) -> _Kept: ...
+def auto_vmap(fn: _KeptFunction, /, **options: Unpack[_Options]) -> _KeptFunction: ...
 @overload
-@deprecated(_REFUSED)
+@deprecated("`auto_vmap` cannot batch an `async def` or generator function")
 def auto_vmap(
     fn: _NotBatchable,  # pyright: ignore[reportInvalidTypeVarUse]
     /,
@@ -220,6 +254,10 @@ def auto_vmap(
     fn: classmethod[_T, _P, _Mapping], /, **options: Unpack[_Options]
 ) -> classmethod[_T, _P, _Mapping | dict[Any, Array]]: ...
 @overload
+def auto_vmap(  # pyright: ignore[reportOverlappingOverload]
+    fn: Callable[_P, _Kept], /, **options: Unpack[_Options]
+) -> Callable[_P, _Kept]: ...
+@overload
 def auto_vmap(
     fn: Callable[_P, _Leaf], /, **options: Unpack[_Options]
 ) -> Callable[_P, Array | _Leaf]: ...
@@ -237,8 +275,12 @@ def auto_vmap(
 ) -> Callable[_P, _Mapping | dict[Any, Array]]: ...
 @overload
 def auto_vmap(  # pyright: ignore[reportOverlappingOverload]
-    fn: _Other, /, **options: Unpack[_Options]
-) -> _Other: ...
+    fn: _OtherFunction, /, **options: Unpack[_Options]
+) -> _OtherFunction: ...
+@overload
+def auto_vmap(  # pyright: ignore[reportOverlappingOverload]
+    fn: Callable[_P, _R], /, **options: Unpack[_Options]
+) -> Callable[_P, _R]: ...
 
 # `@auto_vmap(...)`, with ranks or without: the decorator. The second overload takes
 # `auto_vmap(**ranks)` with a `dict[str, int]`, as `AutoVmap.__init__`'s does.

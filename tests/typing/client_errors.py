@@ -66,6 +66,17 @@ def summary(a: Array) -> Any:
 summary(v, v)  # E: too many positional arguments
 
 
+# A callable object becomes a function: it is one at run time.
+class Scale:
+    factor = 2.0
+
+    def __call__(self, a: Array) -> Array:
+        return self.factor * a
+
+
+auto_vmap(a=1)(Scale()).factor  # E: a function has no `factor`
+
+
 # A generic function stays generic: its type variable is solved at each call.
 @auto_vmap(tree=1)
 def same(tree: T) -> T:
@@ -111,6 +122,7 @@ auto_vmap(**float_ranks)  # E: float ranks, from a dict
 auto_vmap(check=1.0)  # E: `check` takes a bool (an int passes as a rank: the plugin reports it)
 auto_vmap(chunk_size=0.5)  # E: `chunk_size` takes an int
 auto_vmap(a=1)(42)  # E: only functions are decorated
+auto_vmap(add, a=1)  # E: the ranks come first, `auto_vmap(a=1)(add)`
 
 
 # `async def` and generator functions are refused: the overload that takes them is deprecated

@@ -154,6 +154,19 @@ assert_type(same(x), Array)
 assert_type(same({"v": x}), dict[str, Array])
 assert same({"v": x})["v"].shape == (4, 3)
 
+# A callable object becomes a function with its `__call__`'s parameters (it is one at run time).
+class Scale:
+    def __init__(self, factor: float) -> None:
+        self.factor = factor
+
+    def __call__(self, v: Array, /) -> Array:
+        return self.factor * v
+
+
+scaled = auto_vmap(v=1)(Scale(2.0))
+assert_type(scaled, Callable[[Array], Array])
+assert scaled(x).shape == (4, 3)
+
 # A lambda takes its parameter types from the declared type, as with `jax.vmap`.
 doubled: Callable[[Array], Array] = auto_vmap(x=1)(lambda x: 2 * x)
 assert doubled(x).shape == (4, 3)
