@@ -32,7 +32,7 @@ BIN = pathlib.Path(sys.executable).parent
 PYRIGHT = shutil.which("pyright", path=str(BIN)) or shutil.which("pyright")
 MYPY = [sys.executable, "-m", "mypy", "--no-error-summary"]
 CLIENTS = [str(CLIENT_OK), str(CLIENT_ERRORS), str(CLIENT_RETURNS)]
-PLUGIN_CLIENTS = [str(CLIENT_PLUGIN), str(CLIENT_OK), str(CLIENT_RETURNS)]
+PLUGIN_CLIENTS = [str(CLIENT_PLUGIN), *CLIENTS]
 # Each mypy run has its own cache: runs with other options or plugins invalidate each other's.
 COMMANDS: dict[str, tuple[list[str], pathlib.Path]] = {
     "mypy": (
@@ -74,9 +74,10 @@ MYPY_ERROR = re.compile(r"^(?P<path>.+?):(?P<line>\d+): error: ", re.MULTILINE)
 MYPY_REVEAL = re.compile(
     r'^(?P<path>.+?):(?P<line>\d+): note: Revealed type is "(?P<type>.*)"$', re.MULTILINE
 )
-# `# E: why` marks a line every checker of the file must report; `# E[pyright]: why` a line
-# only pyright must report (and `# E[mypy]: why` only mypy).
-MARKER = re.compile(r"#\s*E(?:\[(?P<only>\w+)\])?:")
+# `# E: why` marks a line that every checker of the file must report; `# E[pyright, plugin]:
+# why` a line that only those must report (`mypy` is mypy without the plugin, `plugin` with it).
+MARKER = re.compile(r"#\s*E(?:\[(?P<only>[\w, ]+)\])?:")
+SHORT_NAMES = {"mypy": "mypy", "mypy with the plugin": "plugin", "pyright": "pyright"}
 # What the checkers report depends on the type stubs of the installed jax and jaxtyping, and the
 # mypy/pyright pins of the test extra: those tests run on the newest versions, not at the floors.
 NEWEST = pytest.mark.newest
@@ -116,14 +117,20 @@ def _pyright_errors(run: subprocess.CompletedProcess[str]) -> dict[pathlib.Path,
 
 
 def _marked_lines(path: pathlib.Path, checker: str) -> set[int]:
-    """The lines whose comment starts with `E:` (or `E[checker]:`): those `checker` must report."""
+    """The lines whose comment starts with `E:`, or `E[...]:` naming `checker`: those it must
+    report."""
     with path.open("rb") as file:
         markers = [
             (token.start[0], match["only"])
             for token in tokenize.tokenize(file.readline)
             if token.type == tokenize.COMMENT and (match := MARKER.match(token.string))
         ]
-    return {line for line, only in markers if only in (None, checker)}
+    name = SHORT_NAMES[checker]
+    return {
+        line
+        for line, only in markers
+        if only is None or name in {listed.strip() for listed in only.split(",")}
+    }
 
 
 def _errors(runs: dict[str, Future[subprocess.CompletedProcess[str]]], checker: str):
@@ -147,7 +154,7 @@ def test_typed_uses_check_clean(runs, checker):
 
 
 @NEWEST
-@pytest.mark.parametrize("checker", ["mypy", "pyright"])
+@pytest.mark.parametrize("checker", CHECKERS)
 def test_misuses_are_reported_on_exactly_the_marked_lines(runs, checker):
     errors, output = _errors(runs, checker)
     assert errors.get(CLIENT_ERRORS, set()) == _marked_lines(CLIENT_ERRORS, checker), output
@@ -156,7 +163,9 @@ def test_misuses_are_reported_on_exactly_the_marked_lines(runs, checker):
 @NEWEST
 def test_plugin_reports_exactly_the_marked_lines(runs):
     errors, output = _errors(runs, "mypy with the plugin")
-    assert errors.get(CLIENT_PLUGIN, set()) == _marked_lines(CLIENT_PLUGIN, "mypy"), output
+    assert errors.get(CLIENT_PLUGIN, set()) == _marked_lines(
+        CLIENT_PLUGIN, "mypy with the plugin"
+    ), output
 
 
 def _reveals(run: subprocess.CompletedProcess[str], checker: str) -> dict[int, str]:

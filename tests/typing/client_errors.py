@@ -1,8 +1,9 @@
-"""Misuses of `autovmap` that mypy (without the plugin) and pyright must report.
+"""Misuses of `autovmap` that mypy (with and without the plugin) and pyright must report.
 
-Every line that ends in an `E:` comment must be reported by both checkers, every line that ends
-in an `E[pyright]:` comment by pyright alone, and no other line: tests/test_typing.py compares
-the line numbers. This file is type-checked, never run.
+Every line that ends in an `E:` comment must be reported by every checker, a line that ends in
+an `E[pyright, plugin]:` comment by pyright and mypy with the plugin alone, and no other line:
+tests/test_typing.py compares the line numbers. (The mypy plugin's own checks are pinned in
+client_plugin.py.) This file is type-checked, never run.
 """
 
 from collections.abc import Callable, Iterator
@@ -127,6 +128,7 @@ auto_vmap(add, a=1)  # E: the ranks come first, `auto_vmap(a=1)(add)`
 
 # `async def` and generator functions are refused: the overload that takes them is deprecated
 # (pyright reports that for a decorator that is a name), and what it returns cannot be called.
+# The plugin reports decorations it sees, mypy's `deprecated` error code (off here) all.
 async def fetch(a: Array) -> Array:
     raise NotImplementedError
 
@@ -135,7 +137,7 @@ def generate(a: Array) -> Iterator[Array]:
     yield a
 
 
-fetched = auto_vmap(a=1)(fetch)
+fetched = auto_vmap(a=1)(fetch)  # E[plugin]: an `async def` function
 fetched(v)  # E: not callable
 
 
@@ -145,7 +147,7 @@ async def fetch_all(a: Array) -> Array:
 
 
 fetch_all(v)  # E: not callable
-auto_vmap(generate)  # E[pyright]: deprecated overload
+auto_vmap(generate)  # E[pyright, plugin]: deprecated overload; a generator function
 auto_vmap(a=1)(generate)(v)  # E: not callable
 
 # A lambda takes its parameter types from the declared type (mypy gives it `Any` parameters, as
