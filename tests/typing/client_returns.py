@@ -117,6 +117,10 @@ def returns_array_or_float(x: Array) -> Array | float:
     raise NotImplementedError
 
 
+def returns_nested_floats(x: Array) -> tuple[float, dict[str, float]]:
+    raise NotImplementedError
+
+
 def returns_dataclass(x: Array) -> Params:
     raise NotImplementedError
 
@@ -189,6 +193,9 @@ reveal_type(jax.vmap(returns_dict_of_floats))
 reveal_type(auto_vmap(returns_array_or_float))
 reveal_type(auto_vmap(x=1)(returns_array_or_float))
 reveal_type(jax.vmap(returns_array_or_float))
+reveal_type(auto_vmap(returns_nested_floats))
+reveal_type(auto_vmap(x=1)(returns_nested_floats))
+reveal_type(jax.vmap(returns_nested_floats))
 reveal_type(auto_vmap(returns_dataclass))
 reveal_type(auto_vmap(x=1)(returns_dataclass))
 reveal_type(jax.vmap(returns_dataclass))
