@@ -120,8 +120,10 @@ def _check_option(api: CheckerPluginInterface, name: str, value: Expression) -> 
     """Report a `check` that is not a bool, a `chunk_size` that is a bool or below 1."""
     typ = get_proper_type(api.get_expression_type(value))
     literal = typ.last_known_value if isinstance(typ, Instance) else typ
+    if isinstance(typ, LiteralType):  # a `Final` name
+        typ = typ.fallback
     is_bool = isinstance(typ, Instance) and typ.type.fullname == "builtins.bool"
-    if name == "check" and isinstance(typ, (Instance, NoneType, LiteralType)) and not is_bool:
+    if name == "check" and isinstance(typ, (Instance, NoneType)) and not is_bool:
         api.fail("`auto_vmap(check=...)` takes True or False", value, code=OPTION)
     elif name == "chunk_size" and (
         is_bool

@@ -75,7 +75,7 @@ class Scale:
         return self.factor * a
 
 
-auto_vmap(a=1)(Scale()).factor  # E: a function has no `factor`
+factor = auto_vmap(a=1)(Scale()).factor  # E: a function has no `factor`
 
 
 # A generic function stays generic: its type variable is solved at each call.

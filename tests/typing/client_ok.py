@@ -154,6 +154,7 @@ assert_type(same(x), Array)
 assert_type(same({"v": x}), dict[str, Array])
 assert same({"v": x})["v"].shape == (4, 3)
 
+
 # A callable object becomes a function with its `__call__`'s parameters (it is one at run time).
 class Scale:
     def __init__(self, factor: float) -> None:

@@ -146,6 +146,10 @@ auto_vmap(a=1, **{"check": False, "chunk_size": 8})  # options, from a literal d
 auto_vmap(a=1, **{"b": -1})  # E: a negative rank, from a literal dict
 auto_vmap(**dims_ranks)  # ranks from a dict variable are not checked
 auto_vmap(check=flag, chunk_size=None)
+CHECK: Final = False
+CHUNK: Final = 0
+auto_vmap(check=CHECK)
+auto_vmap(chunk_size=CHUNK)  # E: `chunk_size` is at least 1, through a `Final` name
 auto_vmap(check=1)  # E: `check` takes a bool (the types take an int for a rank)
 auto_vmap(a=1, **{"check": 1})  # E: `check` takes a bool
 auto_vmap(chunk_size=0)  # E: `chunk_size` is at least 1
