@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, TypeVar
 
 Shape = tuple[int, ...]
 InAxes = tuple[int | None, ...]
+_V = TypeVar("_V")
 
 
 class IncompatibleBatchShapes(Exception):
@@ -125,7 +126,7 @@ class BoundedCache:
     def get(self, key: Any) -> Any:
         return self._entries.get(key)
 
-    def put(self, key: Any, value: Any) -> Any:
+    def put(self, key: Any, value: _V) -> _V:
         if len(self._entries) >= self._size:
             self._entries.clear()
         self._entries[key] = value
@@ -137,7 +138,5 @@ _PLANS = BoundedCache(4096)
 
 def plan_for(batch_shapes: tuple[Shape, ...]) -> VmapPlan:
     """`make_plan`, cached by the batch shapes (shared by every decorated function)."""
-    plan: VmapPlan | None = _PLANS.get(batch_shapes)
-    if plan is None:
-        plan = _PLANS.put(batch_shapes, make_plan(batch_shapes))
-    return plan
+    cached: VmapPlan | None = _PLANS.get(batch_shapes)
+    return cached if cached is not None else _PLANS.put(batch_shapes, make_plan(batch_shapes))

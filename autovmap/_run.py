@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from ._errors import hide_from_tracebacks
 from ._plan import BoundedCache, InAxes, Shape, VmapPlan
@@ -82,7 +83,7 @@ def _as_array(x: Any, squeeze: Shape) -> Any:
 def _concrete(x: Any) -> bool:
     """Reshaping `x` changes no program and moves no data between devices: a concrete array on
     one device. Tracers are never merged: the traced program must be hand-written nested vmap."""
-    return not isinstance(x, jax.core.Tracer) and len(x.sharding.device_set) == 1
+    return not isinstance(x, Tracer) and len(x.sharding.device_set) == 1
 
 
 def _chunked(

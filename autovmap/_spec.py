@@ -107,7 +107,7 @@ def validate_rank(fn: Any, name: str, rank: object) -> RankTree:
             raise _invalid_rank(fn, name, rank, "negative")
         return int(rank)
     leaves, treedef = jax.tree_util.tree_flatten(rank, is_leaf=is_none)
-    if leaves == [rank]:  # `rank` is itself a leaf: a float, a str, a function, ...
+    if len(leaves) == 1 and leaves[0] is rank:  # itself a leaf: a float, a str, a function...
         raise _invalid_rank(fn, name, rank, f"of type `{type(rank).__name__}`")
     for leaf in leaves:
         if leaf is not None and (
@@ -161,7 +161,7 @@ def _annotated_function(fn: Any) -> Any:
         elif inspect.ismethod(target):
             target = target.__func__
         elif getattr(target, "__wrapped__", None) is not None:
-            target = target.__wrapped__
+            target = getattr(target, "__wrapped__")  # noqa: B009 - any object may carry one
         elif isinstance(target, types.FunctionType) or isinstance(target, type):
             break
         elif callable(target) and not isinstance(target, types.BuiltinFunctionType):
