@@ -186,7 +186,9 @@ class AnnotationReader:
                 try:
                     rank = self.rank(field_type)
                 except (VariadicAnnotation, NoSingleRank) as e:
-                    raise NoSingleRank(f"its field `{name}`: {annotation_problem(field_type, e)}") from None
+                    raise NoSingleRank(
+                        f"its field `{name}`: {annotation_problem(field_type, e)}"
+                    ) from None
                 if rank is not None:
                     result.ranks[name] = rank
         finally:

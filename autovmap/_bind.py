@@ -79,7 +79,9 @@ class RankedArgument:
             paths = []
             rank_paths = jax.tree_util.tree_flatten_with_path(rank, is_leaf=is_none)[0]
             rank_def: Any = jax.tree_util.tree_structure(rank, is_leaf=is_none)
-            for (rank_path, sub_rank), subtree in zip(rank_paths, rank_def.flatten_up_to(self.value)):
+            for (rank_path, sub_rank), subtree in zip(
+                rank_paths, rank_def.flatten_up_to(self.value)
+            ):
                 if sub_rank is None:
                     paths.append(rank_path)
                 else:
@@ -114,14 +116,20 @@ class BoundCall:
         return [label for argument in self.arguments for label in argument.leaf_labels()]
 
 
-def _flatten(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> tuple[list[Any], list[int | None], Callable[[list[Any]], Any] | None]:
+def _flatten(
+    spec: CallSpec, key: int | str, value: Any, param: ParamRank
+) -> tuple[list[Any], list[int | None], Callable[[list[Any]], Any] | None]:
     """Every leaf of one argument with its rank, and how to put the leaves back together."""
     rank = param.rank
     if isinstance(rank, int):
         if isinstance(value, (jax.Array, np.ndarray)) or isinstance(value, PYTHON_SCALARS):
             return [value], [rank], None  # the common case, without tree_flatten
         leaves, treedef = jax.tree_util.tree_flatten(value)
-        return leaves, [rank] * len(leaves), functools.partial(jax.tree_util.tree_unflatten, treedef)
+        return (
+            leaves,
+            [rank] * len(leaves),
+            functools.partial(jax.tree_util.tree_unflatten, treedef),
+        )
     if isinstance(rank, (FieldRanks, EachRank)):
         with_paths, treedef = jax.tree_util.tree_flatten_with_path(value)
         if isinstance(rank, FieldRanks) and len(with_paths) == 1 and isinstance(value, rank.cls):
@@ -164,14 +172,18 @@ def _flatten(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> tu
     def unflatten_pytree_rank(new_flat: list[Any]) -> Any:
         it = iter(new_flat)
         return rank_def.unflatten(
-            [next(it) if d is None else d.unflatten([next(it) for _ in range(d.num_leaves)])
-             for d in subdefs]
+            [
+                next(it) if d is None else d.unflatten([next(it) for _ in range(d.num_leaves)])
+                for d in subdefs
+            ]
         )
 
     return flat, leaf_ranks, unflatten_pytree_rank
 
 
-def _refuse_no_arrays(spec: CallSpec, key: int | str, value: Any, param: ParamRank) -> TreeStructureError:
+def _refuse_no_arrays(
+    spec: CallSpec, key: int | str, value: Any, param: ParamRank
+) -> TreeStructureError:
     label = param.label(key)
     hint = ""
     if param.index == 0 and param.name in ("self", "cls") and param.source == "explicit":
@@ -249,5 +261,7 @@ def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bound
         if not slots and param.source == "explicit" and any(r is not None for r in flat_ranks):
             raise _refuse_no_arrays(spec, key, value, param)
         if slots:
-            arguments.append(RankedArgument(key, param, value, flat, slots, len(leaves) - len(slots), unflatten))
+            arguments.append(
+                RankedArgument(key, param, value, flat, slots, len(leaves) - len(slots), unflatten)
+            )
     return BoundCall(args, kwargs, arguments, leaves, ranks)

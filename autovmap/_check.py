@@ -76,7 +76,9 @@ def _reason(value: Any, annotation: Any, error: Exception) -> str:
     return reason or str(error)
 
 
-def _fail(fn: Any, what: str, value: Any, annotation: Any, error: Exception) -> AnnotationCheckError:
+def _fail(
+    fn: Any, what: str, value: Any, annotation: Any, error: Exception
+) -> AnnotationCheckError:
     shape = _shape_str(value)
     hint = ""
     if isinstance(value, (np.ndarray, np.generic, bool, int, float, complex)):
@@ -106,7 +108,9 @@ class Checker:
         self._passed = BoundedCache(256)  # abstract arguments (and result) known to pass
         self._positional = [(p.name, self.annotations.get(p.name)) for p in spec.positional]
 
-    def _items(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    def _items(
+        self, args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> list[tuple[str, Any, Any]]:
         """(label, value, annotation) for every annotated argument given."""
         items = []
         positional = self._positional
@@ -139,7 +143,9 @@ class Checker:
             try:
                 typeguard.check_type(result, self.return_annotation)
             except typeguard.TypeCheckError as e:
-                raise _fail(self.fn, "the return value", result, self.return_annotation, e) from None
+                raise _fail(
+                    self.fn, "the return value", result, self.return_annotation, e
+                ) from None
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         items = self._items(args, kwargs)

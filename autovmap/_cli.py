@@ -51,10 +51,14 @@ def _notes(record: BatchedCall, name: str, rank: Any) -> str:
     annotation = record.spec.annotations.get(name)
     if rank is not None and annotation in PYTHON_SCALARS:
         return (
-            f"batched calls pass arrays here; annotate `Float[ArrayLike, \"\"]`, not "
+            f'batched calls pass arrays here; annotate `Float[ArrayLike, ""]`, not '
             f"`{annotation.__name__}`"
         )
-    if annotation is not None and is_array_annotation(annotation) and annotation.index_variadic is None:
+    if (
+        annotation is not None
+        and is_array_annotation(annotation)
+        and annotation.index_variadic is None
+    ):
         implied = AnnotationReader(None).rank(annotation)
         if isinstance(rank, int) and rank != implied:
             return f"explicit rank {rank} differs from the annotation's {implied}"
@@ -65,13 +69,15 @@ def report(name: str, record: BatchedCall) -> str:
     rows = []
     for param in record.spec.params:
         annotation = record.spec.annotations.get(param.name, inspect.Parameter.empty)
-        rows.append([
-            param.name,
-            "-" if annotation is inspect.Parameter.empty else annotation_str(annotation),
-            "None" if param.rank is None else repr(param.rank),
-            param.source,
-            _notes(record, param.name, param.rank),
-        ])
+        rows.append(
+            [
+                param.name,
+                "-" if annotation is inspect.Parameter.empty else annotation_str(annotation),
+                "None" if param.rank is None else repr(param.rank),
+                param.source,
+                _notes(record, param.name, param.rank),
+            ]
+        )
     options = [f"checks {'on' if record.check else 'off'}"]
     if record.chunk_size is not None:
         options.append(f"chunk_size={record.chunk_size}")
@@ -201,6 +207,7 @@ def _unknown_function(module: ModuleType, module_name: str, function: str, found
 
 def _version() -> str:
     """`autovmap X (jax Y, jaxtyping Z, typeguard W, Python V)`, from the installed metadata."""
+
     def version(name: str) -> str:
         try:
             return importlib.metadata.version(name)
@@ -228,8 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         f"`{PROG} inspect --help` says what MODULE may be.",
     )
     parser.add_argument(
-        "--version", action=_PrintVersion, nargs=0, help="print the versions of autovmap, jax, "
-        "jaxlib, jaxtyping, typeguard and Python, and exit"
+        "--version",
+        action=_PrintVersion,
+        nargs=0,
+        help="print the versions of autovmap, jax, "
+        "jaxlib, jaxtyping, typeguard and Python, and exit",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     inspect_parser = commands.add_parser(

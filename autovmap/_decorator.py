@@ -16,7 +16,13 @@ from ._annotations import AnnotationReader, batched_annotation, caller_frame, co
 from ._bind import BoundCall, bind, shape_of
 from ._check import invoker
 from ._describe import Plan, broadcast_error, describe, fmt_shape, rank_too_large
-from ._errors import AnnotationCheckError, NothingToBatchWarning, RankSpecError, fn_label, hide_from_tracebacks
+from ._errors import (
+    AnnotationCheckError,
+    NothingToBatchWarning,
+    RankSpecError,
+    fn_label,
+    hide_from_tracebacks,
+)
 from ._plan import IncompatibleBatchShapes, VmapPlan, plan_for
 from ._run import run_plan
 from ._spec import CallSpec, read_spec
@@ -116,7 +122,12 @@ class AutoVmap:
     """
 
     def __init__(
-        self, /, *positional_ranks: Any, check: Any = _UNSET, chunk_size: Any = _UNSET, **keyword_ranks: Any
+        self,
+        /,
+        *positional_ranks: Any,
+        check: Any = _UNSET,
+        chunk_size: Any = _UNSET,
+        **keyword_ranks: Any,
     ) -> None:
         _check_options(check, chunk_size)
         self.positional_ranks = positional_ranks
@@ -145,13 +156,17 @@ class AutoVmap:
                 f"`auto_vmap` decorates functions; got {fn!r}. Use `@auto_vmap(...)` with "
                 "ranks, or `@auto_vmap` on a function."
             )
-        if inspect.ismethod(fn) and isinstance(getattr(fn.__func__, "__autovmap__", None), BatchedCall):
+        if inspect.ismethod(fn) and isinstance(
+            getattr(fn.__func__, "__autovmap__", None), BatchedCall
+        ):
             return types.MethodType(self._decorate(fn.__func__, frame), fn.__self__)
         reader = AnnotationReader(frame)
         previous = getattr(fn, "__autovmap__", None)
         if isinstance(previous, BatchedCall):  # re-decorating: read the original function
             ranks = read_spec(previous.spec.fn, self.positional_ranks, self.keyword_ranks, reader)
-            spec = read_spec(previous.spec.fn, (), {**previous.spec.explicit, **ranks.explicit}, reader)
+            spec = read_spec(
+                previous.spec.fn, (), {**previous.spec.explicit, **ranks.explicit}, reader
+            )
             check = previous.check if self.check is _UNSET else self.check
             chunk_size = previous.chunk_size if self.chunk_size is _UNSET else self.chunk_size
         else:
@@ -276,7 +291,9 @@ def auto_vmap(
     if ranks and (callable(ranks[0]) or isinstance(ranks[0], (staticmethod, classmethod))):
         fn = ranks[0]
         if len(ranks) > 1 or keyword_ranks:
-            given = ", ".join([*map(repr, ranks[1:]), *(f"{k}={v!r}" for k, v in keyword_ranks.items())])
+            given = ", ".join(
+                [*map(repr, ranks[1:]), *(f"{k}={v!r}" for k, v in keyword_ranks.items())]
+            )
             raise RankSpecError(
                 f"{fn_label(fn)}: `auto_vmap(fn, {given})` passes the function together with its "
                 f"ranks. Give the ranks first, then the function: `auto_vmap({given})(fn)`, or "

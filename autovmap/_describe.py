@@ -51,7 +51,13 @@ class LeafPlan:
 def leaf_table(leaves: Sequence[LeafPlan], with_levels: bool) -> str:
     header = ["argument", "rank", "from", "shape", "batch shape"]
     rows = [
-        [leaf.argument, str(leaf.rank), leaf.source, fmt_shape(leaf.shape), fmt_shape(leaf.batch_shape)]
+        [
+            leaf.argument,
+            str(leaf.rank),
+            leaf.source,
+            fmt_shape(leaf.shape),
+            fmt_shape(leaf.batch_shape),
+        ]
         for leaf in leaves
     ]
     if with_levels:
@@ -115,7 +121,9 @@ class Plan:
             if self.chunk_size is not None:
                 summary += f", in chunks of at most {self.chunk_size} examples"
         legend = "in_axes: 0 = mapped, - = broadcast (in_axes=None, never copied)"
-        return f"{self.function}: {summary}\n{leaf_table(self.leaves, with_levels=True)}\n  {legend}"
+        return (
+            f"{self.function}: {summary}\n{leaf_table(self.leaves, with_levels=True)}\n  {legend}"
+        )
 
 
 def describe(fn: object, bound: BoundCall, plan: VmapPlan | None, chunk_size: int | None) -> Plan:

@@ -33,7 +33,9 @@ class _Example:
 
     __slots__ = ("call", "leaves", "mapped")
 
-    def __init__(self, call: Callable[[list[Any]], Any], leaves: list[Any], mapped: tuple[int, ...]):
+    def __init__(
+        self, call: Callable[[list[Any]], Any], leaves: list[Any], mapped: tuple[int, ...]
+    ):
         self.call = call
         self.leaves = leaves
         self.mapped = mapped
@@ -95,7 +97,9 @@ def _chunked(
     others are indexed per example, so nothing is broadcast by copying."""
     n = math.prod(shape)
     everywhere = [all(in_axes[p] == 0 for in_axes in levels) for p in range(len(mapped))]
-    sliced = [x.reshape((n, *x.shape[len(levels) :])) for x, full in zip(mapped, everywhere) if full]
+    sliced = [
+        x.reshape((n, *x.shape[len(levels) :])) for x, full in zip(mapped, everywhere) if full
+    ]
 
     def one(flat_index_and_sliced: tuple[Any, list[Any]]) -> Any:
         flat_index, examples = flat_index_and_sliced

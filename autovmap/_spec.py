@@ -289,7 +289,9 @@ def _layout(
     required_positional = sum(default(p) is _P.empty for p in positional)
     positional_only = of_kind(_P.POSITIONAL_ONLY)
     padded = [p.index for p in positional_only if has_ranked_default(p)]
-    padding = tuple(default(p) for p in positional_only[required_positional : max(padded, default=-1) + 1])
+    padding = tuple(
+        default(p) for p in positional_only[required_positional : max(padded, default=-1) + 1]
+    )
     keyword_defaults = tuple(
         (p, default(p))
         for p in of_kind(_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)

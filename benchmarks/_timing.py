@@ -93,8 +93,7 @@ def compare(
             # close together in time, so a slow drift of the machine cancels out of each
             # block's ratio.
             ratio = (
-                statistics.median(v / r for v, r in zip(values, reference))
-                if reference else None
+                statistics.median(v / r for v, r in zip(values, reference)) if reference else None
             )
             q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (0, 0, 0)
             median = statistics.median(values)

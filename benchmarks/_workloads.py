@@ -12,11 +12,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _timing import Contender, loop
 from jaxtyping import Array, Float
 
 from autovmap import auto_vmap
-
-from _timing import Contender, loop
 
 try:
     import jax_autovmap
@@ -280,6 +279,4 @@ def same_jaxpr_as_nested(k: int, m_batched: bool) -> bool:
     """Under tracing the design promises the program of hand-written nested vmaps."""
     s, v, m = quad_inputs(k, m_batched)
     fns = quad_contenders(m_batched)
-    return str(jax.make_jaxpr(fns[AUTOVMAP])(s, v, m)) == str(
-        jax.make_jaxpr(fns[NESTED])(s, v, m)
-    )
+    return str(jax.make_jaxpr(fns[AUTOVMAP])(s, v, m)) == str(jax.make_jaxpr(fns[NESTED])(s, v, m))

@@ -47,45 +47,71 @@ def workloads(quick: bool) -> list[tuple[str, float, list[Contender]]]:
     x8 = jnp.ones((8, 3))
     x1 = jnp.ones(3)
     hand = jax.vmap(tiny)
+    flat_tiny = jax.vmap(tiny)
     hand_typed = jax.vmap(tiny_typed)
     checked = auto_vmap(tiny_typed)
     unchecked = auto_vmap(check=False)(tiny_typed)
     explicit = auto_vmap(x=1)(tiny)
     found: list[tuple[str, float, list[Contender]]] = [
-        ("batch (8,), one lax op, explicit ranks", 1.06, [
-            Contender("jax.vmap (reference)", loop(lambda: _block(hand(x8)))),
-            Contender("auto_vmap(x=1)", loop(lambda: _block(explicit(x8)))),
-        ]),
-        ("batch (8,), annotated, check=True", 1.06, [
-            Contender("jax.vmap (reference)", loop(lambda: _block(hand_typed(x8)))),
-            Contender("auto_vmap (checks)", loop(lambda: _block(checked(x8)))),
-            Contender("auto_vmap(check=False)", loop(lambda: _block(unchecked(x8)))),
-        ]),
-        ("no batch dims, annotated, check=True", 1.15, [
-            Contender("undecorated (reference)", loop(lambda: _block(tiny_typed(x1)))),
-            Contender("auto_vmap (checks)", loop(lambda: _block(checked(x1)))),
-        ]),
+        (
+            "batch (8,), one lax op, explicit ranks",
+            1.06,
+            [
+                Contender("jax.vmap (reference)", loop(lambda: _block(hand(x8)))),
+                Contender("auto_vmap(x=1)", loop(lambda: _block(explicit(x8)))),
+            ],
+        ),
+        (
+            "batch (8,), annotated, check=True",
+            1.06,
+            [
+                Contender("jax.vmap (reference)", loop(lambda: _block(hand_typed(x8)))),
+                Contender("auto_vmap (checks)", loop(lambda: _block(checked(x8)))),
+                Contender("auto_vmap(check=False)", loop(lambda: _block(unchecked(x8)))),
+            ],
+        ),
+        (
+            "no batch dims, annotated, check=True",
+            1.15,
+            [
+                Contender("undecorated (reference)", loop(lambda: _block(tiny_typed(x1)))),
+                Contender("auto_vmap (checks)", loop(lambda: _block(checked(x1)))),
+            ],
+        ),
     ]
     leaves = 512 if quick else 4096
     tree = {f"w{i:04d}": jnp.full((2, 4, 3), float(i)) for i in range(leaves)}
     nested = jax.vmap(jax.vmap(concat))
     by_rank = auto_vmap(tree=1)(concat)
-    found.append((f"pytree of {leaves} leaves, batch (2, 4)", 1.0, [
-        Contender("jax.vmap nested (reference)", loop(lambda: _block(nested(tree)))),
-        Contender("auto_vmap(tree=1)", loop(lambda: _block(by_rank(tree)))),
-    ]))
+    found.append(
+        (
+            f"pytree of {leaves} leaves, batch (2, 4)",
+            1.0,
+            [
+                Contender("jax.vmap nested (reference)", loop(lambda: _block(nested(tree)))),
+                Contender("auto_vmap(tree=1)", loop(lambda: _block(by_rank(tree)))),
+            ],
+        )
+    )
     for k in (1, 8, 16):
         shape = (2,) * k
         xs = jnp.ones((*shape, 3))
-        flat = jax.vmap(tiny)
 
         def flattened(xs: Any = xs, shape: tuple[int, ...] = shape) -> Any:
-            return flat(xs.reshape(-1, 3)).reshape(*shape, 3)
+            return flat_tiny(xs.reshape(-1, 3)).reshape(*shape, 3)
 
-        found.append((f"{k} batch dims {shape if k < 4 else f'(2,)*{k}'}", 1.1, [
-            Contender("jax.vmap, flattened (reference)", loop(lambda f=flattened: _block(f()))),
-            Contender("auto_vmap(x=1)", loop(lambda xs=xs: _block(explicit(xs)))),
-        ]))
+        found.append(
+            (
+                f"{k} batch dims {shape if k < 4 else f'(2,)*{k}'}",
+                1.1,
+                [
+                    Contender(
+                        "jax.vmap, flattened (reference)", loop(lambda f=flattened: _block(f()))
+                    ),
+                    Contender("auto_vmap(x=1)", loop(lambda xs=xs: _block(explicit(xs)))),
+                ],
+            )
+        )
     return found
 
 

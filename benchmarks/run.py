@@ -81,16 +81,16 @@ def load_average() -> str:
 
 
 def environment(args: argparse.Namespace, load_before: str) -> list[str]:
+    import _workloads as w
     import jax
     import jaxlib
     import numpy as np
 
-    import _workloads as w
     import autovmap
 
     jax_autovmap = w.jax_autovmap
     return [
-        f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        f"- date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         f"- machine: {cpu_model()}, {os.cpu_count()} cores"
         f" ({platform.system()} {platform.machine()}), JAX backend `{jax.default_backend()}`"
         f" with {len(jax.devices())} device(s); load average (1/5/15 min) {load_before}"
@@ -111,9 +111,7 @@ def diagnostics(ks: list[int]) -> list[str]:
 
     levels = {k: w.eager_vmap_levels(k) for k in ks}
     merging = "active" if all(v <= 1 for v in levels.values()) else "not active"
-    same = {
-        (k, mb): w.same_jaxpr_as_nested(k, mb) for k in ks for mb in (False, True)
-    }
+    same = {(k, mb): w.same_jaxpr_as_nested(k, mb) for k in ks for mb in (False, True)}
     bad = [f"k={k}, m {'batched' if mb else 'shared'}" for (k, mb), ok in same.items() if not ok]
     return [
         "- eager vmap levels `auto_vmap` uses, by batch rank k: "
@@ -127,16 +125,18 @@ def diagnostics(ks: list[int]) -> list[str]:
 def run(args: argparse.Namespace) -> str:
     import gc
 
-    import jax
-
     import _workloads as w
+    import jax
     from _timing import compare, markdown_table
 
     load_before = load_average()
     busy = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     if busy > 0.5:
-        print(f"[warning] the machine is busy (1-min load average {busy:.2f}): absolute"
-              " times will be noisy, ratios less so", file=sys.stderr)
+        print(
+            f"[warning] the machine is busy (1-min load average {busy:.2f}): absolute"
+            " times will be noisy, ratios less so",
+            file=sys.stderr,
+        )
     if args.quick:
         eager_ks, jit_ks, trace_ks = [1, 4, 12], [4], [4]
     else:
@@ -147,8 +147,7 @@ def run(args: argparse.Namespace) -> str:
     notes: list[str] = []
     if w.jax_autovmap is None:
         notes.append(
-            "- `jax_autovmap` is not installed: its rows are skipped"
-            " (`pip install -e '.[bench]'`)."
+            "- `jax_autovmap` is not installed: its rows are skipped (`pip install -e '.[bench]'`)."
         )
 
     plan = []
@@ -184,8 +183,10 @@ def run(args: argparse.Namespace) -> str:
         name, contenders = builder(*params)
         t0 = time.perf_counter()
         rows += compare(name, contenders, reps=args.reps, target_s=args.target_ms / 1e3)
-        print(f"[{time.perf_counter() - started:6.1f} s] {name} ({time.perf_counter() - t0:.1f} s)",
-              file=sys.stderr)
+        print(
+            f"[{time.perf_counter() - started:6.1f} s] {name} ({time.perf_counter() - t0:.1f} s)",
+            file=sys.stderr,
+        )
 
     report = [
         "Environment:",
@@ -214,7 +215,9 @@ def reexec_at(ref: str, argv: list[str]) -> None:
     """Run this script again with autovmap/ as of `ref` first on the path."""
     target = pathlib.Path(tempfile.mkdtemp(prefix="autovmap-bench-"))
     archive = subprocess.run(
-        ["git", "archive", "--format=tar", ref, "autovmap"], cwd=ROOT, capture_output=True,
+        ["git", "archive", "--format=tar", ref, "autovmap"],
+        cwd=ROOT,
+        capture_output=True,
         check=True,
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
@@ -231,7 +234,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run, under 30 s")
     parser.add_argument("--out", type=pathlib.Path, help="also write the report to this file")
     parser.add_argument(
-        "--update-docs", action="store_true",
+        "--update-docs",
+        action="store_true",
         help=f"replace the table between the markers in {DOCS_PAGE.relative_to(ROOT)}",
     )
     parser.add_argument("--reps", type=int, help="repetition blocks per workload (15; quick 5)")
@@ -244,11 +248,13 @@ def main(argv: list[str] | None = None) -> None:
         " and put first on the path) instead of the working tree",
     )
     parser.add_argument(
-        "--ks", type=lambda s: [int(k) for k in s.split(",")],
+        "--ks",
+        type=lambda s: [int(k) for k in s.split(",")],
         help="comma-separated batch ranks k (1 to 12) for the eager, jit and trace workloads",
     )
     parser.add_argument(
-        "--sections", default=",".join(SECTIONS),
+        "--sections",
+        default=",".join(SECTIONS),
         help=f"comma-separated subset of {','.join(SECTIONS)}",
     )
     args = parser.parse_args(argv)

@@ -79,8 +79,10 @@ def main() -> None:
     i, j = np.unravel_index(int(e.argmin()), e.shape)
     print(f"energies: {e.shape} for 8 x 5 configuration pairs, {e_sweep.shape} over 3 sigmas")
     print(f"  lowest pair energy {float(e.min()):.4f}, for a[{i}] with b[{j}]")
-    print(f"forces:   a {fa.shape}, b {fb.shape}; "
-          f"net force per pair ~0 (max {float(jnp.abs(net).max()):.1e})")
+    print(
+        f"forces:   a {fa.shape}, b {fb.shape}; "
+        f"net force per pair ~0 (max {float(jnp.abs(net).max()):.1e})"
+    )
     print("matches a NumPy loop and hand-written jax.vmap")
 
 

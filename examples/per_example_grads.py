@@ -97,10 +97,14 @@ def main() -> None:
 
     print(f"per-example grads: {', '.join(f'{k} {v.shape}' for k, v in grads.items())}")
     print("  match a loop of 32 jax.grad calls; mean equals the grad of the mean loss")
-    print(f"  clipped to norm 1.0: {n_clipped}/32 examples clipped, "
-          f"clipped mean grad |w1| = {float(jnp.linalg.norm(clipped['w1'])):.4f}")
-    print(f"ensemble grads (3 models x 32 examples): w1 {egrads['w1'].shape}; "
-          "match hand-written jax.vmap")
+    print(
+        f"  clipped to norm 1.0: {n_clipped}/32 examples clipped, "
+        f"clipped mean grad |w1| = {float(jnp.linalg.norm(clipped['w1'])):.4f}"
+    )
+    print(
+        f"ensemble grads (3 models x 32 examples): w1 {egrads['w1'].shape}; "
+        "match hand-written jax.vmap"
+    )
 
 
 if __name__ == "__main__":

@@ -25,10 +25,12 @@ def loop(
         examples = [example(a, np.ndim(a) - r, index) for a, r in zip(args, ranks)]
         outs.append(fn(*examples))
     if not outs:  # a size-0 batch: get the output structure and core shapes from one example
-        probe = jax.eval_shape(fn, *[np.zeros(np.shape(a)[np.ndim(a) - r :]) for a, r in zip(args, ranks)])
+        probe = jax.eval_shape(
+            fn, *[np.zeros(np.shape(a)[np.ndim(a) - r :]) for a, r in zip(args, ranks)]
+        )
         return jax.tree_util.tree_map(lambda s: np.zeros(batch_shape + s.shape), probe)
     return jax.tree_util.tree_map(
-        lambda *leaves: np.stack([np.asarray(l) for l in leaves]).reshape(
+        lambda *leaves: np.stack([np.asarray(leaf) for leaf in leaves]).reshape(
             batch_shape + np.shape(leaves[0])
         ),
         *outs,

@@ -10,10 +10,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxtyping import Array, ArrayLike, Float, Int, PyTree, Scalar
+from jaxtyping import Array, ArrayLike, Float, PyTree, Scalar
+from oracle import assert_trees_close, loop
 
 from autovmap import NothingToBatchWarning, RankSpecError, TreeStructureError, auto_vmap
-from oracle import assert_trees_close, loop
 
 
 def ranks_of(fn):
@@ -59,7 +59,11 @@ def test_pytree_annotation_gives_every_leaf_the_rank():
 
 def test_optional_and_union_annotations():
     @auto_vmap
-    def f(x: Float[Array, "n"], y: Optional[Float[Array, "n"]] = None, z: Float[Array, "n"] | None = None):
+    def f(
+        x: Float[Array, "n"],
+        y: Optional[Float[Array, "n"]] = None,
+        z: Float[Array, "n"] | None = None,
+    ):
         return x.sum() + (0.0 if y is None else y.sum()) + (0.0 if z is None else z.sum())
 
     assert ranks_of(f) == {"x": 1, "y": 1, "z": 1}
@@ -135,7 +139,9 @@ def test_variadic_annotation_fails_at_decoration_with_the_fix(dims):
         return x
 
     f.__annotations__ = {"x": Float[Array, dims]}
-    with pytest.raises(RankSpecError, match=r"`x`.*variadic.*auto_vmap\(x=RANK\).*auto_vmap\(x=None\)"):
+    with pytest.raises(
+        RankSpecError, match=r"`x`.*variadic.*auto_vmap\(x=RANK\).*auto_vmap\(x=None\)"
+    ):
         auto_vmap(f)
     assert auto_vmap(x=1)(f)(jnp.ones((2, 3))).shape == (2, 3)
 

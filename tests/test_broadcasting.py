@@ -4,12 +4,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
+from oracle import assert_trees_close, loop
 
 from autovmap import auto_vmap
-from oracle import assert_trees_close, loop
 
 
 def quad(s, v, m):
@@ -36,7 +35,9 @@ CASES = [
 @given(data=st.data())
 def test_matches_loop(fn, cores, ranks, data):
     batch = data.draw(
-        mutually_broadcastable_shapes(num_shapes=len(cores), min_dims=0, max_dims=4, min_side=0, max_side=3)
+        mutually_broadcastable_shapes(
+            num_shapes=len(cores), min_dims=0, max_dims=4, min_side=0, max_side=3
+        )
     )
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     args = [rng.normal(size=b + c).astype(np.float32) for b, c in zip(batch.input_shapes, cores)]
@@ -50,7 +51,9 @@ def hand_vmapped(fn, args, ranks, batch_shape):
     """The second oracle: one hand-written `jax.vmap` over the broadcast, flattened batch."""
     n = int(np.prod(batch_shape))
     flat = [
-        np.broadcast_to(a, batch_shape + a.shape[a.ndim - r :]).reshape((n,) + a.shape[a.ndim - r :])
+        np.broadcast_to(a, batch_shape + a.shape[a.ndim - r :]).reshape(
+            (n,) + a.shape[a.ndim - r :]
+        )
         for a, r in zip(args, ranks)
     ]
     out = jax.vmap(fn)(*flat)
@@ -61,7 +64,9 @@ def hand_vmapped(fn, args, ranks, batch_shape):
 def test_many_batch_dims(data):
     ndim = data.draw(st.integers(10, 13))
     batch = data.draw(
-        mutually_broadcastable_shapes(num_shapes=3, min_dims=0, max_dims=ndim, min_side=1, max_side=2)
+        mutually_broadcastable_shapes(
+            num_shapes=3, min_dims=0, max_dims=ndim, min_side=1, max_side=2
+        )
     )
     rng = np.random.default_rng(0)
     cores = [(), (2,), (2, 2)]
@@ -89,7 +94,9 @@ def test_pytree_rank_per_leaf_matches_loop():
     out = auto_vmap({"w": 2, "b": 1}, 1)(layer)(params, x)
     expected = np.stack(
         [
-            np.stack([layer({"w": params["w"][i, 0], "b": params["b"][j]}, x[i, j]) for j in range(5)])
+            np.stack(
+                [layer({"w": params["w"][i, 0], "b": params["b"][j]}, x[i, j]) for j in range(5)]
+            )
             for i in range(4)
         ]
     )

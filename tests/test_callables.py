@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jaxtyping import Array, ArrayLike, Float
+from oracle import assert_trees_close, loop
 
 from autovmap import (
     AnnotationCheckError,
@@ -26,7 +27,6 @@ from autovmap import (
     auto_vmap,
     plan,
 )
-from oracle import assert_trees_close, loop
 
 if typing.TYPE_CHECKING:
     from collections import OrderedDict as OnlyForTypeCheckers  # never defined at run time
@@ -107,7 +107,7 @@ def test_container_annotations_give_per_leaf_ranks():
 
 # The functional form keeps real annotations under `from __future__ import annotations`, which
 # typeguard needs to check the fields (it resolves string field annotations in its own globals).
-Point = NamedTuple("Point", [("x", Float[Array, "n"]), ("label", str)])
+Point = NamedTuple("Point", [("x", Float[Array, "n"]), ("label", str)])  # noqa: UP014
 
 
 def test_named_tuple_fields_give_ranks():
@@ -163,7 +163,7 @@ def test_unresolvable_field_blocks_only_a_ranked_parameter():
 
 def test_numpy_array_default_and_positional_only_default_are_batched():
     @auto_vmap(x=1, w=1)
-    def f(x, w=np.ones(3)):
+    def f(x, w=np.ones(3)):  # noqa: B008 - an array default is the point
         return x @ w
 
     assert_trees_close(f(V), np.asarray(V).sum(-1))

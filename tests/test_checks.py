@@ -22,8 +22,15 @@ def test_named_dim_must_agree_across_arguments(transform):
     with pytest.raises(AnnotationCheckError) as info:
         transform(add)(jnp.ones((2, 3)), jnp.ones((2, 1)))
     message = "\n".join([str(info.value), *info.value.__notes__])  # the batch shape is a note
-    for needle in ["auto_vmap(add)", "argument `b`", "a float32 array of shape (1,)", "Float[Array, 'n']",
-                   "n=3", "batch shape (2,)", "dimension n"]:
+    for needle in [
+        "auto_vmap(add)",
+        "argument `b`",
+        "a float32 array of shape (1,)",
+        "Float[Array, 'n']",
+        "n=3",
+        "batch shape (2,)",
+        "dimension n",
+    ]:
         assert needle in message, (needle, message)
     assert isinstance(info.value, TypeCheckError)
 
@@ -38,7 +45,9 @@ def test_matrix_dims_must_agree_with_vector():
     def quad(v: Float[Array, "n"], m: Float[Array, "n n"]) -> Float[Array, ""]:
         return v @ m @ v
 
-    with pytest.raises(AnnotationCheckError, match=r"argument `m` is a float32 array of shape \(3, 4\)"):
+    with pytest.raises(
+        AnnotationCheckError, match=r"argument `m` is a float32 array of shape \(3, 4\)"
+    ):
         quad(jnp.ones((5, 3)), jnp.ones((3, 4)))
 
 
@@ -47,7 +56,9 @@ def test_wrong_dtype_is_caught():
     def f(i: Int[Array, "n"], x: Float[Array, "n"]) -> Float[Array, "n"]:
         return x * i
 
-    with pytest.raises(AnnotationCheckError, match=r"argument `i` is a float32 array of shape \(3,\).*dtype"):
+    with pytest.raises(
+        AnnotationCheckError, match=r"argument `i` is a float32 array of shape \(3,\).*dtype"
+    ):
         f(jnp.ones((2, 3)), jnp.ones((2, 3)))
     assert f(jnp.ones((2, 3), jnp.int32), jnp.ones(3)).shape == (2, 3)
 
@@ -57,10 +68,16 @@ def test_wrong_return_shape_is_caught():
     def f(x: Float[Array, "n"]) -> Float[Array, ""]:
         return x * 2  # claims a scalar, returns a vector
 
-    with pytest.raises(AnnotationCheckError, match=r"the return value is a float32 array of shape \(3,\)") as info:
+    with pytest.raises(
+        AnnotationCheckError, match=r"the return value is a float32 array of shape \(3,\)"
+    ) as info:
         f(jnp.ones((4, 3)))
-    assert "The call has batch shape (4,); the shape above is of one example." in info.value.__notes__
-    with pytest.raises(AnnotationCheckError, match="return value"):  # unbatched calls are checked too
+    assert (
+        "The call has batch shape (4,); the shape above is of one example." in info.value.__notes__
+    )
+    with pytest.raises(
+        AnnotationCheckError, match="return value"
+    ):  # unbatched calls are checked too
         f(jnp.ones(3))
 
 

@@ -16,7 +16,7 @@ PROG_ERROR = "python -m autovmap inspect: error: "
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 CHECKOUT_ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
-MODULE = textwrap.dedent('''
+MODULE = textwrap.dedent("""
     from jaxtyping import Array, Float
     from autovmap import auto_vmap
 
@@ -33,7 +33,7 @@ MODULE = textwrap.dedent('''
         @auto_vmap(check=False)
         def static(x: Float[Array, "n"]):
             return x
-''')
+""")
 
 
 def run(argv, capsys):
@@ -48,27 +48,43 @@ def test_inspect_reports_every_function_with_ranks_sources_and_notes(tmp_path, m
     assert code == 0
     blocks = out.split("\n\n")
     assert [b.splitlines()[0] for b in blocks] == [
-        "quad (checks on, chunk_size=64)", "Model.apply (checks on)", "Model.static (checks off)"
+        "quad (checks on, chunk_size=64)",
+        "Model.apply (checks on)",
+        "Model.static (checks off)",
     ]
     quad_rows = [line.split()[:4] for line in blocks[0].splitlines()[2:]]
     assert quad_rows[0] == ["s", "float", "0", "explicit"] and "Float[ArrayLike" in blocks[0]
-    assert blocks[0].splitlines()[4].split() == ["m", "Float[Array,", "'n", "n']", "2", "annotation"]
+    assert blocks[0].splitlines()[4].split() == [
+        "m",
+        "Float[Array,",
+        "'n",
+        "n']",
+        "2",
+        "annotation",
+    ]
     assert "explicit rank 2 differs from the annotation's 1" in blocks[1]
     code, out = run(["inspect", "cli_target:Model.apply"], capsys)
     assert code == 0 and out.startswith("Model.apply") and "quad" not in out
 
 
 def test_inspect_reports_spec_problems_and_missing_functions(tmp_path, monkeypatch, capsys):
-    (tmp_path / "cli_broken.py").write_text("from autovmap import auto_vmap\n\n@auto_vmap(y=1)\ndef f(x):\n    return x\n")
+    (tmp_path / "cli_broken.py").write_text(
+        "from autovmap import auto_vmap\n\n@auto_vmap(y=1)\ndef f(x):\n    return x\n"
+    )
     monkeypatch.syspath_prepend(str(tmp_path))
     code, out = run(["inspect", "cli_broken"], capsys)
     assert code == 1 and "spec problem" in out and "`y`" in out and "`x`" in out
     (tmp_path / "cli_empty.py").write_text("x = 1\n")
-    assert run(["inspect", "cli_empty"], capsys) == (1, "cli_empty: no auto-vmapped function found.\n")
+    assert run(["inspect", "cli_empty"], capsys) == (
+        1,
+        "cli_empty: no auto-vmapped function found.\n",
+    )
 
 
 def test_python_dash_m_runs_the_demo():
-    out = subprocess.run([sys.executable, "-m", "autovmap"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "autovmap"], capture_output=True, text=True, check=True
+    ).stdout
     assert "[15. 15. 15. 15. 15.]" in out and "(7, 5)" in out and "do not broadcast" in out
 
 
@@ -79,7 +95,7 @@ def misuse(argv, capsys, status=2):
     assert code == status and captured.out == ""
     lines = captured.err.splitlines()
     assert len(lines) == 1 and lines[0].startswith(PROG_ERROR), captured.err
-    return lines[0][len(PROG_ERROR):]
+    return lines[0][len(PROG_ERROR) :]
 
 
 def test_missing_module_is_one_line_and_status_2(capsys):
@@ -140,7 +156,10 @@ def test_module_raising_on_import_is_one_line_and_status_1(tmp_path, monkeypatch
 def test_misuse_in_a_real_process_prints_no_traceback(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "autovmap", "inspect", "mymodel_not_here"],
-        capture_output=True, text=True, cwd=tmp_path, env=CHECKOUT_ENV,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=CHECKOUT_ENV,
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.splitlines() == [

@@ -1,4 +1,5 @@
-"""Code written for the PyPI package `jax-autovmap` runs unchanged with `from autovmap import ...`."""
+"""Code written for the PyPI package `jax-autovmap` runs unchanged with
+`from autovmap import ...`."""
 
 import jax.numpy as jnp
 import numpy as np
@@ -36,8 +37,12 @@ def test_jax_autovmap_basic_suite():
         assert jnp.ndim(x) == 2 and jnp.ndim(y) == 0
         return val
 
-    for args, kwargs in [((2, 0), {}), ((2, 0, None), {}), ((), {"x": 2, "y": 0}),
-                         ((), {"x": 2, "y": 0, "val": None})]:
+    for args, kwargs in [
+        ((2, 0), {}),
+        ((2, 0, None), {}),
+        ((), {"x": 2, "y": 0}),
+        ((), {"x": 2, "y": 0, "val": None}),
+    ]:
         f = autovmap(*args, **kwargs)(foo)
         assert f(jnp.zeros((3, 3)), 0.0) == 1
         np.testing.assert_array_equal(f(jnp.zeros((3, 3)), jnp.array([0.0, 1.0, 2.0])), np.ones(3))
@@ -45,8 +50,12 @@ def test_jax_autovmap_basic_suite():
         np.testing.assert_array_equal(f(jnp.zeros((5, 3, 3)), 0, val=0), np.zeros(5))
         np.testing.assert_array_equal(f(jnp.zeros((5, 3, 3)), 0, 0), np.zeros(5))
         np.testing.assert_array_equal(f(jnp.zeros((5, 3, 3)), jnp.zeros(5), 3), np.full(5, 3))
-        np.testing.assert_array_equal(f(jnp.zeros((2, 5, 3, 3)), jnp.zeros(5), 3), np.full((2, 5), 3))
-        np.testing.assert_array_equal(f(jnp.zeros((3, 3, 3)), jnp.zeros((4, 3)), 7), np.full((4, 3), 7))
+        np.testing.assert_array_equal(
+            f(jnp.zeros((2, 5, 3, 3)), jnp.zeros(5), 3), np.full((2, 5), 3)
+        )
+        np.testing.assert_array_equal(
+            f(jnp.zeros((3, 3, 3)), jnp.zeros((4, 3)), 7), np.full((4, 3), 7)
+        )
 
 
 def test_jax_autovmap_varargs():

@@ -78,8 +78,11 @@ def test_a_raises_block_fails_unless_its_last_statement_raises_exactly(body, err
 
 def test_a_raises_block_needs_its_message_block_right_after():
     raising = ("python", "{}['k']  # raises KeyError\n")
-    for page in (_page(raising), _page(raising, ("python", "x = 1\n")),
-                 _page(raising) + "\nprose\n\n" + _page(("text", "'k'\n"))):
+    for page in (
+        _page(raising),
+        _page(raising, ("python", "x = 1\n")),
+        _page(raising) + "\nprose\n\n" + _page(("text", "'k'\n")),
+    ):
         with pytest.raises(ValueError, match="must be followed directly by a ```text block"):
             run_page(page, "raises_alone.md")
 

@@ -4,13 +4,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
+from oracle import assert_trees_close, loop
 
 from autovmap import auto_vmap
 from autovmap._plan import make_plan
-from oracle import assert_trees_close, loop
 
 
 def quad(s, v, m):
@@ -25,7 +24,9 @@ def test_merge_levels_joins_runs_with_the_same_mapped_leaves():
     assert merged.levels == ((0, None), (0, 0))
     assert merged.mapped_shape == (20, 6)
     assert merged.merged_batch_shapes == ((20, 6), (6,))
-    assert make_plan(((3, 1, 2), (1, 4, 1))).merged is None  # no two adjacent levels map the same leaves
+    assert (
+        make_plan(((3, 1, 2), (1, 4, 1))).merged is None
+    )  # no two adjacent levels map the same leaves
     assert make_plan(((3, 1, 2), (1, 4, 1))).levels == ((0, None), (None, 0), (0, None))
 
 
@@ -36,7 +37,9 @@ def test_merged_eager_results_equal_nested_results(data):
     )
     rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
     cores = [(), (2,), (2, 2)]
-    args = [jnp.asarray(rng.normal(size=b + c), jnp.float32) for b, c in zip(batch.input_shapes, cores)]
+    args = [
+        jnp.asarray(rng.normal(size=b + c), jnp.float32) for b, c in zip(batch.input_shapes, cores)
+    ]
     batched = auto_vmap(0, 1, 2)(quad)
     eager = batched(*args)  # merged where possible
     nested = jax.jit(batched)(*args)  # traced: never merged

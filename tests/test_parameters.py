@@ -29,7 +29,12 @@ def test_positional_ranks_with_none_gaps_and_mixed_with_keywords():
         assert label == "same"
         return v @ w
 
-    for decorator in (auto_vmap(1, None, 1), auto_vmap(1, w=1), auto_vmap(None, None, 1), auto_vmap(v=1, w=1)):
+    for decorator in (
+        auto_vmap(1, None, 1),
+        auto_vmap(1, w=1),
+        auto_vmap(None, None, 1),
+        auto_vmap(v=1, w=1),
+    ):
         np.testing.assert_allclose(decorator(f)(V, "same", W), EXPECTED)
 
 
@@ -190,7 +195,7 @@ def test_an_unpassed_ranked_default_is_batched_like_a_passed_argument():
     """As in jax-autovmap, which applies defaults before batching."""
 
     @auto_vmap(x=1, y=1)
-    def f(x, y=jnp.ones((4, 3))):
+    def f(x, y=jnp.ones((4, 3))):  # noqa: B008 - a ranked array default
         return x @ y
 
     np.testing.assert_allclose(f(jnp.ones((4, 3))), np.full(4, 3.0))
@@ -215,7 +220,7 @@ def test_a_keyword_only_ranked_default_with_batch_dims_is_batched():
     keyword-only default: the unbatched fast path must not take it."""
 
     @auto_vmap(x=1, w=1)
-    def f(x, *, w=jnp.ones((4, 3))):
+    def f(x, *, w=jnp.ones((4, 3))):  # noqa: B008 - a ranked array default
         return x @ w
 
     np.testing.assert_allclose(f(jnp.ones(3)), np.full(4, 3.0))

@@ -40,7 +40,10 @@ def test_annotation_sources_paths_and_chunks():
 
     g = auto_vmap(p={"w": 2})(f.__wrapped__)
     p = plan(g, {"w": jnp.ones((5, 2, 2))}, jnp.ones(2))
-    assert [(l.argument, l.source) for l in p.leaves] == [("p['w']", "explicit"), ("x", "annotation")]
+    assert [(leaf.argument, leaf.source) for leaf in p.leaves] == [
+        ("p['w']", "explicit"),
+        ("x", "annotation"),
+    ]
     assert "chunks of at most 8" in str(plan(f, {}, jnp.ones((9, 2))))
 
 

@@ -9,9 +9,9 @@ import jax.numpy as jnp
 import jax.scipy as jsp
 import numpy as np
 import pytest
+from oracle import assert_trees_close, loop
 
 from autovmap import RankSpecError, auto_vmap
-from oracle import assert_trees_close, loop
 
 RNG = np.random.default_rng(1)
 
@@ -29,7 +29,9 @@ def test_multivariate_normal_logpdf_per_example():
     # One point, one mean and one covariance per example; the covariance broadcasts.
     logpdf = auto_vmap(x=1, mean=1, cov=2)(jsp.stats.multivariate_normal.logpdf)
     x, mean, cov = normal(5, 1, 3), normal(4, 3), spd(1, 4)
-    assert_trees_close(logpdf(x, mean, cov), loop(logpdf.__wrapped__, [x, mean, cov], [1, 1, 2], (5, 4)), rtol=1e-4)
+    assert_trees_close(
+        logpdf(x, mean, cov), loop(logpdf.__wrapped__, [x, mean, cov], [1, 1, 2], (5, 4)), rtol=1e-4
+    )
 
 
 def test_expm_and_logsumexp_per_example():
@@ -61,7 +63,9 @@ def test_equinox_mlp_instance_and_its_gradients():
     grads = auto_vmap(model=None, x=1, y=1)(eqx.filter_grad(loss.__wrapped__))
     y = normal(5, 2)
     per_example = grads(mlp, x, y)
-    expected = loop(lambda xi, yi: eqx.filter_grad(loss.__wrapped__)(mlp, xi, yi), [x, y], [1, 1], (4, 5))
+    expected = loop(
+        lambda xi, yi: eqx.filter_grad(loss.__wrapped__)(mlp, xi, yi), [x, y], [1, 1], (4, 5)
+    )
     for got, want in zip(jax.tree.leaves(per_example), jax.tree.leaves(expected)):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
     assert loss(mlp, x, y).shape == (4, 5)
@@ -72,4 +76,6 @@ def test_partial_of_a_library_function_with_chunks(chunk_size):
     # `functools.partial` fixing the axis of a library function; the rest is batched.
     norm = auto_vmap(x=1, chunk_size=chunk_size)(functools.partial(jnp.linalg.norm, ord=3))
     v = normal(2, 1, 4) * jnp.ones((2, 5, 4))
-    assert_trees_close(norm(v), loop(lambda x: jnp.linalg.norm(x, ord=3), [v], [1], (2, 5)), rtol=1e-5)
+    assert_trees_close(
+        norm(v), loop(lambda x: jnp.linalg.norm(x, ord=3), [v], [1], (2, 5)), rtol=1e-5
+    )

@@ -20,8 +20,7 @@ import traceback
 import jax
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from autovmap import auto_vmap
 
@@ -50,22 +49,33 @@ quad_and_mv = auto_vmap(v=1, m=2)(quad_and_mv_example)
 #        {argument: (global shape, PartitionSpec)}, expected PartitionSpec of the output(s))
 CASES = {
     "1 sharded batch dim, mesh (8,)": (
-        (8,), ("b",), quad, jax.vmap(quad_example, in_axes=(None, 0, None)),
+        (8,),
+        ("b",),
+        quad,
+        jax.vmap(quad_example, in_axes=(None, 0, None)),
         {"s": ((), P()), "v": ((16, 3), P("b")), "m": ((3, 3), P())},
         P("b"),
     ),
     "1 sharded batch dim, m batched too, mesh (8,)": (
-        (8,), ("b",), quad, jax.vmap(quad_example, in_axes=(None, 0, 0)),
+        (8,),
+        ("b",),
+        quad,
+        jax.vmap(quad_example, in_axes=(None, 0, 0)),
         {"s": ((), P()), "v": ((16, 3), P("b")), "m": ((16, 3, 3), P("b"))},
         P("b"),
     ),
     "2 sharded batch dims, pytree output, mesh (4, 2)": (
-        (4, 2), ("x", "y"), quad_and_mv, jax.vmap(jax.vmap(quad_and_mv_example)),
+        (4, 2),
+        ("x", "y"),
+        quad_and_mv,
+        jax.vmap(jax.vmap(quad_and_mv_example)),
         {"v": ((8, 6, 3), P("x", "y")), "m": ((8, 6, 3, 3), P("x", "y"))},
         {"quad": P("x", "y"), "mv": P("x", "y")},
     ),
     "2 sharded batch dims, broadcast (8, 1) x (6,), mesh (4, 2)": (
-        (4, 2), ("x", "y"), quad,
+        (4, 2),
+        ("x", "y"),
+        quad,
         lambda s, v, m: jax.vmap(
             jax.vmap(quad_example, in_axes=(None, None, 0)), in_axes=(None, 0, None)
         )(s, v[:, 0], m),
@@ -81,7 +91,7 @@ def _loop_oracle(fn, args: dict[str, np.ndarray], ranks: dict[str, int]):
     batch_shapes = [a.shape[: a.ndim - ranks[k]] for k, a in args.items()]
     batch = np.broadcast_shapes(*batch_shapes)
     expanded = {
-        k: np.broadcast_to(a, batch + a.shape[a.ndim - ranks[k]:]) for k, a in args.items()
+        k: np.broadcast_to(a, batch + a.shape[a.ndim - ranks[k] :]) for k, a in args.items()
     }
     outs = [fn(**{k: a[index] for k, a in expanded.items()}) for index in np.ndindex(batch)]
     return jax.tree.map(lambda *leaves: np.stack(leaves).reshape(batch + leaves[0].shape), *outs)
@@ -128,7 +138,8 @@ def _run_case(name: str, kind: str) -> dict:
     def max_err(a, b):
         return max(
             float(np.max(np.abs(np.asarray(x) - np.asarray(y)), initial=0.0))
-            if np.shape(x) == np.shape(y) else float("inf")
+            if np.shape(x) == np.shape(y)
+            else float("inf")
             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
         )
 
@@ -165,9 +176,16 @@ def main() -> None:
         page, page_error = _run_page(), None
     except Exception:
         page, page_error = None, traceback.format_exc()
-    print(json.dumps({
-        "n_devices": len(jax.devices()), "cases": results, "page": page, "page_error": page_error,
-    }))
+    print(
+        json.dumps(
+            {
+                "n_devices": len(jax.devices()),
+                "cases": results,
+                "page": page,
+                "page_error": page_error,
+            }
+        )
+    )
 
 
 @pytest.fixture(scope="module")

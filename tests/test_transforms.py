@@ -7,9 +7,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from oracle import assert_trees_close, loop
 
 from autovmap import BroadcastError, auto_vmap
-from oracle import assert_trees_close, loop
 
 
 def quad(s, v, m):

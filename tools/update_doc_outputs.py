@@ -41,8 +41,9 @@ def _run_block(body: str, name: str, namespace: dict[str, object]) -> bool:
     print the exception's message."""
     tree = ast.parse(body, name)
     lines = body.splitlines()
-    marks = [(number, m.group(1)) for number, line in enumerate(lines, 1)
-             for m in RAISES.finditer(line)]
+    marks = [
+        (number, m.group(1)) for number, line in enumerate(lines, 1) for m in RAISES.finditer(line)
+    ]
     if not marks:
         exec(compile(body, name, "exec"), namespace)
         return False
