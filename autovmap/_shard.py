@@ -101,12 +101,36 @@ def map_batch(
         one = jax.vmap(per_example, in_axes=None, axis_size=1, axis_name=axis_name)(*mapped)
         return jax.tree.map(lambda o: o[0], one)
     if axis_name is not None:
-        if len(levels) == 1:
-            return _nested_vmap(per_example, mapped, levels, spmd, axis_name)
-        return _merged_vmap(per_example, mapped, levels, mapped_shape, axis_name, spmd)
+        return _named(per_example, mapped, levels, mapped_shape, axis_name, spmd)
     if chunk_size is None or math.prod(mapped_shape) <= chunk_size:
         return _nested_vmap(per_example, mapped, levels, spmd)
     return _chunked(per_example, mapped, levels, mapped_shape, chunk_size, spmd)
+
+
+def spmd_levels(
+    spmd_axis_name: str | tuple[str, ...] | Any | None, batch_shape: tuple[int, ...]
+) -> tuple[str | tuple[str, ...] | None, ...] | None:
+    """The user's `spmd_axis_name` as `map_batch` takes it: one entry per vmap level.
+
+    A mesh axis name, or a tuple of them, means what it means to `jax.vmap`: the mesh axes
+    the batch is sharded over, here the *leading* batch dim (the one `P(name)` shards). A
+    `PartitionSpec` gives one entry per leading batch dim, as for an array's sharding.
+    Levels are the batch dims of size other than 1 (a plan whose levels were not merged);
+    a size-1 dim is never sharded, so its entry is dropped.
+    """
+    if spmd_axis_name is None:
+        return None
+    if isinstance(spmd_axis_name, P):
+        entries = tuple(spmd_axis_name)
+    else:
+        entries = (spmd_axis_name,)
+    if len(entries) > len(batch_shape):
+        raise ValueError(
+            f"spmd_axis_name {spmd_axis_name!r} names {len(entries)} batch dims, "
+            f"but the batch shape is {batch_shape}"
+        )
+    entries += (None,) * (len(batch_shape) - len(entries))
+    return tuple(entry for entry, size in zip(entries, batch_shape) if size != 1)
 
 
 # --- helpers on levels ---------------------------------------------------------------------
@@ -171,6 +195,33 @@ def _nested_vmap(
             spmd_axis_name=_vmap_name(spmd[level]),
         )
     return fn(*mapped)
+
+
+def _named(
+    fn: Callable[..., Any],
+    mapped: Sequence[Any],
+    levels: Levels,
+    mapped_shape: Sequence[int],
+    axis_name: Hashable,
+    spmd: Sequence[AxisNames | None],
+) -> Any:
+    """The batch as one vmap level named `axis_name` (see `_merged_vmap`)."""
+    layouts = [_leaf_layout(x) for x in mapped]
+    axes = _resolve_levels(levels, [None if layout is None else layout[1] for layout in layouts])
+    mesh = next((layout[0] for layout in layouts if layout is not None), None)
+    types = dict(zip(getattr(mesh, "axis_names", ()), getattr(mesh, "axis_types", ())))
+    if any(types.get(name) == jax.sharding.AxisType.Explicit for a in axes for name in a or ()):
+        # JAX 0.10's vmap cannot batch a collective over a dim sharded on an Explicit axis
+        # (an internal assertion fails); turning the axes Auto here would clash with the
+        # Explicit arrays `fn` closes over, so the user must do it around the whole call.
+        raise NotImplementedError(
+            "`axis_name` on a batch sharded over Explicit mesh axes: JAX cannot yet batch a "
+            "collective over such a dim. Call the function inside "
+            "`jax.sharding.auto_axes(...)`, or use a mesh with `AxisType.Auto` axes."
+        )
+    if len(levels) == 1:
+        return _nested_vmap(fn, mapped, levels, spmd, axis_name)
+    return _merged_vmap(fn, mapped, levels, mapped_shape, axis_name, spmd)
 
 
 def _merged_vmap(

@@ -9,6 +9,7 @@ loop and prints one JSON line. Every wait is bounded; on any failure both childr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -143,40 +144,42 @@ def _child_env() -> dict[str, str]:
 def reports(tmp_path_factory) -> list[dict]:
     logs = tmp_path_factory.mktemp("distributed")
     port = _free_port()
-    children, files = [], []
-    try:
-        for i in range(N_PROCESSES):
-            # Files, not pipes: a chatty child can never block on a full pipe.
-            out, err = open(logs / f"{i}.out", "w+"), open(logs / f"{i}.err", "w+")
-            files += [out, err]
-            children.append(
-                subprocess.Popen(
-                    [sys.executable, __file__, "worker", str(i), str(port)],
-                    env=_child_env(),
-                    stdout=out,
-                    stderr=err,
-                    text=True,
+    children: list[subprocess.Popen] = []
+    with contextlib.ExitStack() as files:
+        try:
+            for i in range(N_PROCESSES):
+                # Files, not pipes: a chatty child can never block on a full pipe.
+                out = files.enter_context(open(logs / f"{i}.out", "w"))
+                err = files.enter_context(open(logs / f"{i}.err", "w"))
+                children.append(
+                    subprocess.Popen(
+                        [sys.executable, __file__, "worker", str(i), str(port)],
+                        env=_child_env(),
+                        stdout=out,
+                        stderr=err,
+                    )
                 )
-            )
-        deadline = time.monotonic() + TIMEOUT_S
-        # Poll both: when one fails, its partner would wait for it until its own timeouts.
-        while any(child.poll() is None for child in children):
-            failed = [c for c in children if c.returncode not in (None, 0)]
-            if failed or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
-        texts = [((logs / f"{i}.out").read_text(), (logs / f"{i}.err").read_text()) for i in range(N_PROCESSES)]
-        for i, child in enumerate(children):
-            if child.returncode != 0:
-                why = "timed out" if child.returncode is None else f"exited with {child.returncode}"
-                pytest.fail(f"worker {i} {why}:\n{texts[i][0]}\n{texts[i][1][-4000:]}")
-    finally:
-        for child in children:  # only our own children, by their Popen handles
-            if child.poll() is None:
-                child.kill()
-                child.wait(timeout=10)
-        for f in files:
-            f.close()
+            deadline = time.monotonic() + TIMEOUT_S
+            # Poll both: when one fails, its partner would wait for it until its timeouts.
+            while any(child.poll() is None for child in children):
+                if any(c.returncode not in (None, 0) for c in children):
+                    break
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+            texts = [
+                ((logs / f"{i}.out").read_text(), (logs / f"{i}.err").read_text())
+                for i in range(N_PROCESSES)
+            ]
+            for i, child in enumerate(children):
+                if child.returncode != 0:
+                    why = "timed out" if child.returncode is None else f"exited {child.returncode}"
+                    pytest.fail(f"worker {i} {why}:\n{texts[i][0]}\n{texts[i][1][-4000:]}")
+        finally:
+            for child in children:  # only our own children, by their Popen handles
+                if child.poll() is None:
+                    child.kill()
+                    child.wait(timeout=10)
     return [json.loads(out.strip().splitlines()[-1]) for out, _ in texts]
 
 
