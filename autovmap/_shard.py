@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import jax
+import jax.core
 import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
@@ -209,7 +210,7 @@ def _named(
     layouts = [_leaf_layout(x) for x in mapped]
     axes = _resolve_levels(levels, [None if layout is None else layout[1] for layout in layouts])
     mesh = next((layout[0] for layout in layouts if layout is not None), None)
-    types = dict(zip(getattr(mesh, "axis_names", ()), getattr(mesh, "axis_types", ())))
+    types: dict[str, Any] = {} if mesh is None else dict(zip(mesh.axis_names, mesh.axis_types))
     if any(types.get(name) == jax.sharding.AxisType.Explicit for a in axes for name in a or ()):
         # JAX 0.10's vmap cannot batch a collective over a dim sharded on an Explicit axis
         # (an internal assertion fails); turning the axes Auto here would clash with the
@@ -286,17 +287,7 @@ def _chunked(
         if math.prod(mapped_shape) <= chunk_size * math.prod(shards):
             # Each device holds at most one chunk: hand-written vmap is that program.
             return _nested_vmap(fn, mapped, levels, spmd)
-        split = [
-            _place(
-                x,
-                _split_shape(np.shape(x), levels, p, axes, shards),
-                mesh,
-                _split_spec(levels, p, axes)
-                + _trailing_spec(x, len(_mapped_levels(levels, p)), mesh),
-            )
-            for p, x in enumerate(mapped)
-        ]
-        return _chunk_loop(fn, split, levels, chunk_size, axes, mesh)
+        return _chunk_loop(fn, mapped, levels, chunk_size, axes, mesh)
     if mesh is not None and _hides_sharding(mesh):
         hoisted = _hoist(fn, mapped, levels)
         if hoisted is not None:
@@ -355,38 +346,37 @@ def _chunk_loop(
     """Evaluate the batch `chunk_size` examples per device at a time; outputs get the level
     sizes prepended.
 
-    Leaves come split (see `_split_shape`): a sharded level is a `(shards, local)` pair of
-    dims, an unsharded one a single dim (and with no mesh at all, every level is one dim:
-    the plain loop over the whole batch). The loop runs over the flattened *local* index
-    and never along a shards dim, so each device walks its own examples. In the loop body a
-    chunk is taken from every leaf with all shards at once (a slice, or a gather of the
-    chunk only for leaves not mapped at every level: nothing is broadcast), then vmapped
-    over the chunk and the shards. The shards vmap is inside the loop, not around it:
-    `vmap` of a loop moves the shards dim of every operand behind the loop dim, which
-    copies whole shards. Outputs go to buffers laid out (shards..., local index, ...), so
-    each chunk is one in-place `dynamic_update_slice`."""
+    A level sharded over `axes[level]` is seen split, as a `(shards, local)` pair of dims
+    (see `_split_shape`); with no mesh every level is one dim, and this is the plain loop
+    over the whole batch. The loop runs over the flattened *local* index and never along a
+    shards dim, so each device walks its own examples. In the loop body a chunk is taken
+    from every leaf with all shards at once (a slice, or a gather of just the chunk for
+    leaves not mapped at every level: nothing is broadcast), then vmapped over the chunk
+    and the shards. The shards vmap is inside the loop, not around it: `vmap` of a loop
+    moves the shards dim of every operand behind the loop dim, which copies whole shards.
+    Leaves enter the loop unsplit: a split view, with its size-1 local shards dims in the
+    middle, gets a layout of its own, and XLA copies loop operands to the default one.
+    Outputs go to buffers laid out (shards..., local index, ...), so each chunk is one
+    in-place `dynamic_update_slice`."""
     n_levels = len(levels)
     split = [level for level in range(n_levels) if axes[level] is not None]
-    local = tuple(
-        np.shape(leaves[p])[_dim_positions(levels, axes, p)[level]]
-        for level, p in ((level, tuple(levels[level]).index(0)) for level in range(n_levels))
-    )
+    shards = [1 if a is None else math.prod(mesh.shape[name] for name in a) for a in axes]
+    local = tuple(size // d for size, d in zip(_level_sizes(leaves, levels), shards))
     n = math.prod(local)
-    if n <= chunk_size:  # one chunk: the nested vmap it would be anyway
+    if n <= chunk_size:  # one chunk per device: the nested vmap it would be anyway
         return _nested_vmap(fn, leaves, levels, (None,) * n_levels)
     full_chunks, tail = divmod(n, chunk_size)
     anywhere = tuple(0 if _mapped_levels(levels, p) else None for p in range(len(leaves)))
 
     def view(p: int, x: Any) -> tuple[bool, Any]:
-        """(sliceable, array) for leaf p: a leaf mapped at every level whose only shards dim
-        is the outermost has its local examples contiguous, so it is flattened to
-        (shards?, n, ...) and chunks are slices; any other leaf is gathered from."""
+        """(sliceable, array) for leaf p. A leaf mapped at every level whose only sharded
+        level is the outermost has its local examples contiguous: flattened to
+        (shards?, n, ...), its chunks are slices. Any other leaf is gathered from."""
         mine = _mapped_levels(levels, p)
-        n_batch = len(mine) + sum(axes[level] is not None for level in mine)
-        if len(mine) == n_levels and all(axes[level] is None for level in mine[1:]):
+        if len(mine) == n_levels and not any(axes[level] for level in mine[1:]):
             lead = [axes[0]] if axes[0] is not None else []
-            spec = lead + [None] + _trailing_spec(x, n_batch, mesh)
-            flat = np.shape(x)[: len(lead)] + (n,) + np.shape(x)[n_batch:]
+            spec = lead + [None] + _trailing_spec(x, len(mine), mesh)
+            flat = tuple(shards[:1] if lead else ()) + (n,) + np.shape(x)[len(mine) :]
             return True, _place(x, flat, mesh, spec)
         return False, jnp.asarray(x)
 
@@ -399,6 +389,12 @@ def _chunk_loop(
         n_shards = sum(axes[level] is not None for level in mine)
         if sliceable:
             return jax.lax.dynamic_slice_in_dim(x, start, size, axis=n_shards)
+        x = _place(  # split inside the loop body (see the docstring)
+            x,
+            _split_shape(np.shape(x), levels, p, axes, shards),
+            mesh,
+            _split_spec(levels, p, axes) + _trailing_spec(x, len(mine), mesh),
+        )
         positions = _dim_positions(levels, axes, p)
         index = jnp.unravel_index(start + jnp.arange(size), local)
 
@@ -506,22 +502,21 @@ def _place(x: Any, shape: tuple[int, ...], mesh: Any, spec: Sequence[Any]) -> An
     """Reshape `x` to `shape` (given a dtype: zeros of that shape), laid out on the mesh as
     `spec` says: `out_sharding` for `Explicit` axes (the type must say it), a sharding
     constraint for `Auto` ones (it pins what propagation would guess). Without a mesh, or
-    with nothing sharded, just reshape."""
+    with nothing sharded, just reshape. (Meshes mixing both kinds get neither.)"""
     names = [name for entry in spec for name in _axes(entry) or ()]
-    sharding = NamedSharding(mesh, _P(*spec)) if mesh is not None and names else None
-    types = dict(zip(mesh.axis_names, mesh.axis_types)) if sharding is not None else {}
-    explicit = sharding is not None and all(
-        types[name] == jax.sharding.AxisType.Explicit for name in names
-    )
+    if mesh is None or not names:
+        return jnp.zeros(shape, x) if isinstance(x, np.dtype) else jnp.reshape(x, shape)
+    sharding = NamedSharding(mesh, _P(*spec))
+    kinds = {dict(zip(mesh.axis_names, mesh.axis_types))[name] for name in names}
+    explicit = kinds == {jax.sharding.AxisType.Explicit}
     if isinstance(x, np.dtype):
-        if explicit and not isinstance(mesh, jax.sharding.AbstractMesh):
-            # eager, on a concrete mesh: made in place, not broadcast from one device
-            out = jnp.zeros(shape, x, device=sharding)
-        else:
-            out = jnp.zeros(shape, x, out_sharding=sharding if explicit else None)
+        if not isinstance(mesh, jax.sharding.AbstractMesh):
+            # eager, on a concrete mesh: made where it belongs, not on one device first
+            return jnp.zeros(shape, x, device=sharding)
+        out = jnp.zeros(shape, x, out_sharding=sharding if explicit else None)
     else:
         out = jnp.reshape(x, shape, out_sharding=sharding if explicit else None)
-    if sharding is not None and not explicit:
+    if kinds == {jax.sharding.AxisType.Auto}:
         out = _with_sharding_constraint(out, sharding)
     return out
 
