@@ -531,10 +531,11 @@ def _hoist(
     under `Explicit` ones a jaxpr traced outside a sharding context cannot be replayed
     inside another (its ops record the mesh they were traced under).
 
-    None when `fn` places values on a mesh itself (a sharding constraint, a `shard_map`):
-    those cannot run inside the op, whose body sees every mesh axis as manual."""
+    None when `fn` places values on a mesh itself (a sharding constraint, a `shard_map`),
+    which cannot run inside the op, whose body sees every mesh axis as manual; and None when
+    it has effects (`jax.debug.print`, callbacks), with which XLA's partitioner crashes."""
     closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*_example_avals(mapped, levels))
-    if _uses_mesh(closed.jaxpr):
+    if closed.jaxpr.effects or _uses_mesh(closed.jaxpr):
         return None
     out_tree = jax.tree.structure(out_shape)
     n_consts = len(closed.consts)

@@ -384,8 +384,9 @@ def _spmd_shard_map_case(kind: str) -> dict:
 
 
 def _constrained_example_case() -> dict:
-    """A per-example sharding constraint on an Auto mesh under jit: cannot go through
-    `custom_partitioning`, so it takes the whole-batch loop (correct, but gathered)."""
+    """A per-example sharding constraint, or an effect, on an Auto mesh under jit: neither
+    can go through `custom_partitioning`, so they take the whole-batch loop (correct, but
+    gathered); with `spmd_axis_name` the batch stays on its shards."""
     mesh = _mesh((4, 2), ("x", "y"), "Auto")
     v = jax.device_put(jnp.arange(8 * 6 * 16.0).reshape(8, 6, 16) / 100,
                        jax.sharding.NamedSharding(mesh, P("x", None, "y")))
@@ -394,7 +395,12 @@ def _constrained_example_case() -> dict:
     def per(e):
         return jnp.sin(jax.lax.with_sharding_constraint(e * 2, sharding))
 
-    report = {}
+    def effect(e):  # XLA's partitioner crashes on callbacks inside the op: never sent there
+        jax.debug.callback(lambda _: None, e.sum())
+        return jnp.sin(e * 2)
+
+    effectful = jax.jit(lambda v: batched(effect, [v], [1], chunk_size=2))
+    report = {"effect": {"err": _max_err(effectful(v), np.sin(2 * np.asarray(v)))}}
     for label, spmd in (("undeclared", None), ("declared", P("x"))):
         jitted = jax.jit(
             functools.partial(
@@ -491,9 +497,10 @@ def test_spmd_axis_name_keeps_a_per_example_shard_map_from_gathering_the_batch(r
     assert report["spmd_shard_map"] == {"None": ["all-gather"], "x": []}
 
 
-def test_per_example_sharding_constraints_on_auto_meshes(report):
+def test_per_example_sharding_constraints_and_effects_on_auto_meshes(report):
     r = report["constrained_example"]
     assert r["undeclared"]["err"] < 1e-5 and r["declared"]["err"] < 1e-5, r
+    assert r["effect"]["err"] < 1e-5, r
     assert r["declared"]["collectives"] == [], r  # per shard
 
 
