@@ -288,7 +288,11 @@ def _chunked(
             # Each device holds at most one chunk: hand-written vmap is that program.
             return _nested_vmap(fn, mapped, levels, spmd)
         return _chunk_loop(fn, mapped, levels, chunk_size, axes, mesh)
-    if mesh is not None and _hides_sharding(mesh):
+    traced = any(isinstance(x, jax.core.Tracer) for x in mapped)
+    if traced and (_hides_sharding(mesh) if mesh is not None else jax.device_count() > 1):
+        # The batch may be sharded where tracing cannot see it: let the partitioner say.
+        # (An `Auto` mesh; or no mesh in sight, as with `jit(in_shardings=...)`, on a
+        # machine with several devices. On one device the op lowers to the plain loop.)
         hoisted = _hoist(fn, mapped, levels)
         if hoisted is not None:
             # What `fn` closes over travels as operands, mapped at no level.
@@ -650,14 +654,18 @@ def _visible_layout(
 
 def _traced_mesh(mapped: Sequence[Any]) -> Any:
     """The mesh of the first traced leaf that has one (an abstract mesh: axis names, sizes,
-    types), or None. Under `jax.jit`, arguments committed to a mesh keep it in their type
-    even when the mesh is `Auto` and the spec says nothing."""
+    types), else the mesh set by `jax.set_mesh`, else None. Under `jax.jit`, arguments
+    committed to a mesh keep it in their type even when the mesh is `Auto` and the spec
+    says nothing; arguments placed by `jit(in_shardings=...)` do not."""
+    if not any(isinstance(x, jax.core.Tracer) for x in mapped):
+        return None
     for x in mapped:
         if isinstance(x, jax.core.Tracer):
             sharding = getattr(jax.typeof(x), "sharding", None)
             if isinstance(sharding, NamedSharding) and not sharding.mesh.empty:
                 return sharding.mesh
-    return None
+    context = jax.sharding.get_abstract_mesh()
+    return None if context.empty else context
 
 
 def _hides_sharding(mesh: Any) -> bool:

@@ -415,6 +415,29 @@ def _constrained_example_case() -> dict:
     return report
 
 
+def _unplaced_cases() -> dict:
+    """Traced arrays whose type names no mesh: placed by `jit(in_shardings=...)` (only the
+    partitioner knows), or on one device of a machine with several."""
+    mesh = _mesh((8,), ("b",), "Auto")
+    host = np.random.default_rng(5).standard_normal((40, 3)).astype(np.float32)
+
+    def fn(v):
+        return map_batch(lambda e: jnp.tanh(e @ e), [v], ((0,),), (40,), chunk_size=2)
+
+    expected = np.tanh(np.einsum("bi,bi->b", host, host))
+    placed = jax.jit(fn, in_shardings=jax.sharding.NamedSharding(mesh, P("b")))
+    one_device = jax.jit(fn)
+    out = placed(host)
+    return {
+        "in_shardings": {
+            "err": _max_err(out, expected),
+            "spec": str(out.sharding.spec),
+            "collectives": _collectives(placed, host),
+        },
+        "one device": {"err": _max_err(one_device(host), expected)},
+    }
+
+
 def main() -> None:
     assert len(jax.devices()) == N_DEVICES, jax.devices()
     report = {
@@ -428,6 +451,7 @@ def main() -> None:
         "axis_name": {k: _axis_name_cases(k) for k in KINDS},
         "spmd_shard_map": _spmd_shard_map_case("Auto"),
         "constrained_example": _constrained_example_case(),
+        "unplaced": _unplaced_cases(),
     }
     print(json.dumps(report))
 
@@ -502,6 +526,13 @@ def test_per_example_sharding_constraints_and_effects_on_auto_meshes(report):
     assert r["undeclared"]["err"] < 1e-5 and r["declared"]["err"] < 1e-5, r
     assert r["effect"]["err"] < 1e-5, r
     assert r["declared"]["collectives"] == [], r  # per shard
+
+
+def test_traced_arrays_with_no_mesh_in_their_type(report):
+    r = report["unplaced"]
+    assert r["in_shardings"] == {"err": r["in_shardings"]["err"], "spec": "P('b',)",
+                                 "collectives": []}, r
+    assert r["in_shardings"]["err"] < 1e-5 and r["one device"]["err"] < 1e-5, r
 
 
 if __name__ == "__main__":
