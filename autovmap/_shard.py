@@ -9,12 +9,17 @@ With `chunk_size`, a sharded batch is chunked *per shard*: each device loops ove
 examples, `chunk_size` at a time, and the output keeps the batch's sharding. How the sharding
 is found decides the mechanism:
 
-| the batch's sharding is...                         | mechanism                          |
-| -------------------------------------------------- | ---------------------------------- |
-| visible: concrete arrays, or `Explicit` mesh axes   | split: vmap over shards, loop inside |
-| declared: `spmd_axis_name` under `jax.jit`           | split: vmap over shards, loop inside |
-| hidden: traced arrays on an `Auto` mesh              | `custom_partitioning`                |
-| absent: one device, or no mesh                       | `jax.lax.map` over the whole batch   |
+| the batch's sharding is...                                       | mechanism                |
+| ---------------------------------------------------------------- | ------------------------ |
+| visible: concrete arrays, or traced on `Explicit` mesh axes      | split each sharded level |
+| declared by `spmd_axis_name` (traced, `Auto` mesh)               | split each sharded level |
+| hidden: traced, on an `Auto` mesh or none in sight, many devices | `custom_partitioning`    |
+| absent: concrete on one device; traced on a one-device machine   | the loop over the batch  |
+
+"Split" views a sharded level of size `n` as `(shards, n // shards)` and loops over the
+local examples with the shards vmapped inside the loop: only reshapes, `vmap` and a loop, so
+every transformation works. `custom_partitioning` hands XLA's partitioner a callback that
+returns the loop for the shard it was given; it covers the primal only (see `_partitioned`).
 
 Every route runs the same loop (`_chunk_loop`) on a block of examples: the whole batch, or one
 device's shard of it.
@@ -44,6 +49,7 @@ from ._traceback import hide_from_tracebacks
 hide_from_tracebacks(__file__)
 
 AxisNames = tuple[str, ...]  # the mesh axes one batch dim is sharded over (outermost first)
+Levels = Sequence[Sequence[int | None]]  # per vmap level, the in_axes (0 or None) of each leaf
 
 # jax leaves these untyped; `Any` keeps mypy --strict quiet about calling them.
 _P: Any = P
@@ -51,7 +57,6 @@ _ShapeDtypeStruct: Any = jax.ShapeDtypeStruct
 _with_sharding_constraint: Any = jax.lax.with_sharding_constraint
 _custom_partitioning: Any = custom_partitioning
 _ArrayMapping: Any = ArrayMapping
-Levels = Sequence[Sequence[int | None]]
 
 
 def map_batch(
@@ -74,7 +79,7 @@ def map_batch(
         levels: per `jax.vmap` level, outermost first, the `in_axes` (0 or None) of each leaf.
         mapped_shape: the size of each level.
         chunk_size: evaluate at most this many examples at a time *per device*: the batch is
-            looped over in chunks (`jax.lax.map`), on each device over its own shard only.
+            looped over in chunks, on each device over its own shard only (`_chunked`).
         axis_name: bind this name to the whole batch, so that collectives such as
             `jax.lax.pmean(x, axis_name)` inside `per_example` reduce over every example.
             Several levels are merged into one vmap level for this, because JAX binds one
