@@ -27,6 +27,7 @@ device's shard of it.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -41,10 +42,9 @@ from jax.experimental.custom_partitioning import (
     SdyShardingRule,
     custom_partitioning,
 )
-from jax.sharding import NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import NamedSharding, PartitionSpec as P
 
-from ._traceback import hide_from_tracebacks
+from ._errors import hide_from_tracebacks
 
 hide_from_tracebacks(__file__)
 
@@ -57,6 +57,18 @@ _ShapeDtypeStruct: Any = jax.ShapeDtypeStruct
 _with_sharding_constraint: Any = jax.lax.with_sharding_constraint
 _custom_partitioning: Any = custom_partitioning
 _ArrayMapping: Any = ArrayMapping
+_full: Any = jax.lax.full
+_lax_reshape: Any = jax.lax.reshape
+
+# The split route keeps batch dims on `Explicit` axes through reshapes, gathers and vmaps;
+# jax 0.5 types lose the sharding along the way (its `jnp.reshape` has no `out_sharding` yet,
+# the mark of the release that fixed this), so there Explicit batches take the plain loop.
+_EXPLICIT_SPLIT = "out_sharding" in inspect.signature(jnp.reshape).parameters
+
+
+def _any_explicit(mesh: Any, axes: Sequence[AxisNames | None]) -> bool:
+    kinds = dict(zip(mesh.axis_names, mesh.axis_types))
+    return any(kinds[name] == jax.sharding.AxisType.Explicit for a in axes for name in a or ())
 
 
 def map_batch(
@@ -262,9 +274,7 @@ def _merged_vmap(
             )
         flat.append(jnp.reshape(leaf, (n,) + example))
     names = tuple(name for axes in spmd if axes is not None for name in axes)
-    out = jax.vmap(
-        fn, axis_name=axis_name, spmd_axis_name=_vmap_name(names or None)
-    )(*flat)
+    out = jax.vmap(fn, axis_name=axis_name, spmd_axis_name=_vmap_name(names or None))(*flat)
     return jax.tree.map(lambda o: jnp.reshape(o, tuple(mapped_shape) + o.shape[1:]), out)
 
 
@@ -286,6 +296,8 @@ def _chunked(
     if layout is None and mesh is not None and declared and declared <= set(mesh.axis_names):
         axes = _divisible(tuple(spmd), mapped_shape, dict(mesh.shape))
         layout = (mesh, axes) if any(axes) else None
+    if layout is not None and not _EXPLICIT_SPLIT and _any_explicit(*layout):
+        layout = None  # jax < 0.6: explicit sharding too young for the split (see below)
     if layout is not None:
         mesh, axes = layout
         shards = [1 if a is None else math.prod(mesh.shape[name] for name in a) for a in axes]
@@ -415,13 +427,17 @@ def _chunk_loop(
 
         return jax.vmap(one, out_axes=n_shards)(*(index[level] for level in mine))
 
+    kinds = dict(zip(mesh.axis_names, mesh.axis_types)) if mesh is not None else {}
+
     def run(start: Any, size: int) -> Any:
         body = jax.vmap(fn, in_axes=anywhere)  # over the chunk
         for level in reversed(split):  # over the shards, inside the loop
+            auto = all(kinds[name] == jax.sharding.AxisType.Auto for name in axes[level] or ())
             body = jax.vmap(
                 body,
                 in_axes=tuple(0 if in_axes == 0 else None for in_axes in levels[level]),
-                spmd_axis_name=_vmap_name(axes[level]),
+                # Explicit axes are in the types already, and jax < 0.7 refuses both at once
+                spmd_axis_name=_vmap_name(axes[level]) if auto else None,
             )
         return body(
             *(take(p, start, size) if anywhere[p] == 0 else x for p, (_, x) in enumerate(views))
@@ -509,22 +525,23 @@ def _trailing_spec(x: Any, start: int, mesh: Any) -> list[Any]:
 
 def _place(x: Any, shape: tuple[int, ...], mesh: Any, spec: Sequence[Any]) -> Any:
     """Reshape `x` to `shape` (given a dtype: zeros of that shape), laid out on the mesh as
-    `spec` says: `out_sharding` for `Explicit` axes (the type must say it), a sharding
+    `spec` says: the out sharding for `Explicit` axes (the type must say it), a sharding
     constraint for `Auto` ones (it pins what propagation would guess). Without a mesh, or
-    with nothing sharded, just reshape. (Meshes mixing both kinds get neither.)"""
+    with nothing sharded, just reshape. (Meshes mixing both kinds get neither.) `jax.lax`
+    spells the out sharding the same way from jax 0.5.3 on; `jax.numpy` does not."""
+    zeros = isinstance(x, np.dtype)
     names = [name for entry in spec for name in _axes(entry) or ()]
     if mesh is None or not names:
-        return jnp.zeros(shape, x) if isinstance(x, np.dtype) else jnp.reshape(x, shape)
+        return jnp.zeros(shape, x) if zeros else jnp.reshape(x, shape)
     sharding = NamedSharding(mesh, _P(*spec))
     kinds = {dict(zip(mesh.axis_names, mesh.axis_types))[name] for name in names}
-    explicit = kinds == {jax.sharding.AxisType.Explicit}
-    if isinstance(x, np.dtype):
-        if not isinstance(mesh, jax.sharding.AbstractMesh):
-            # eager, on a concrete mesh: made where it belongs, not on one device first
-            return jnp.zeros(shape, x, device=sharding)
-        out = jnp.zeros(shape, x, out_sharding=sharding if explicit else None)
+    explicit = sharding if kinds == {jax.sharding.AxisType.Explicit} else None
+    if zeros:
+        # eagerly, on a concrete mesh, made where it belongs rather than on one device first
+        concrete = not isinstance(mesh, jax.sharding.AbstractMesh)
+        out = _full(shape, 0, x, sharding=sharding if concrete else explicit)
     else:
-        out = jnp.reshape(x, shape, out_sharding=sharding if explicit else None)
+        out = _lax_reshape(x, shape, out_sharding=explicit)
     if kinds == {jax.sharding.AxisType.Auto}:
         out = _with_sharding_constraint(out, sharding)
     return out
@@ -571,9 +588,16 @@ def _example_avals(leaves: Sequence[Any], levels: Levels) -> list[Any]:
 def _uses_mesh(jaxpr: Any) -> bool:
     """Whether an equation of `jaxpr` (or of a jaxpr inside one) names a sharding or mesh."""
     meshy = (jax.sharding.Sharding, jax.sharding.AbstractMesh, jax.sharding.Mesh)
-    if any(isinstance(v, meshy) for eqn in jaxpr.eqns for v in eqn.params.values()):
-        return True
-    return any(_uses_mesh(sub) for sub in jax.extend.core.subjaxprs(jaxpr))
+    for eqn in jaxpr.eqns:
+        for value in eqn.params.values():
+            for item in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(item, meshy):
+                    return True
+                if isinstance(item, jax.extend.core.ClosedJaxpr) and _uses_mesh(item.jaxpr):
+                    return True
+                if isinstance(item, jax.extend.core.Jaxpr) and _uses_mesh(item):
+                    return True
+    return False
 
 
 # --- where the batch lives -----------------------------------------------------------------
@@ -677,8 +701,7 @@ def _hides_sharding(mesh: Any) -> bool:
     """Some `Auto` axis of size > 1: a traced spec may not show the batch's sharding."""
     types = dict(zip(mesh.axis_names, mesh.axis_types))
     return any(
-        size > 1 and types[name] == jax.sharding.AxisType.Auto
-        for name, size in mesh.shape.items()
+        size > 1 and types[name] == jax.sharding.AxisType.Auto for name, size in mesh.shape.items()
     )
 
 
@@ -704,10 +727,13 @@ def _partitioned(
 
     op = _custom_partitioning(whole)
 
-    def partition(mesh: Any, arg_shapes: Any, result_shape: Any) -> Any:
+    def level_axes(mesh: Any, arg_shapes: Any) -> tuple[AxisNames | None, ...]:
         specs = [_spec_of(shape.sharding) for shape in arg_shapes]
         sizes = _level_sizes(arg_shapes, levels)  # np.shape reads `.shape`
-        axes = _divisible(_resolve_levels(levels, specs), sizes, dict(mesh.shape))
+        return _divisible(_resolve_levels(levels, specs), sizes, dict(mesh.shape))
+
+    def partition(mesh: Any, arg_shapes: Any, result_shape: Any) -> Any:
+        axes = level_axes(mesh, arg_shapes)
         arg_shardings = tuple(
             NamedSharding(mesh, _P(*(axes[level] for level in _mapped_levels(levels, p))))
             for p in range(len(arg_shapes))
@@ -715,7 +741,17 @@ def _partitioned(
         out_sharding = NamedSharding(mesh, _P(*axes))
         return mesh, whole, jax.tree.map(lambda _: out_sharding, result_shape), arg_shardings
 
-    op.def_partition(partition, sharding_rule=_sharding_rule(operands, levels, example_fn))
+    def infer(mesh: Any, arg_shapes: Any, result_shape: Any) -> Any:
+        """The outputs' sharding from the operands', for the GSPMD partitioner (jax < 0.7
+        by default); Shardy reads the sharding rule instead."""
+        out_sharding = NamedSharding(mesh, _P(*level_axes(mesh, arg_shapes)))
+        return jax.tree.map(lambda _: out_sharding, result_shape)
+
+    op.def_partition(
+        partition,
+        infer_sharding_from_operands=infer,
+        sharding_rule=_sharding_rule(operands, levels, example_fn),
+    )
 
     # Transformations of the op: see the docstring of `_partitioned`.
     batchable = jax.custom_batching.custom_vmap(lambda *ops: op(*ops))
@@ -765,6 +801,8 @@ def _sharding_rule(
     result_mappings = tuple(
         mapping(level_factors, len(o.shape), f"out{k}") for k, o in enumerate(examples)
     )
+    if "need_replication_factors" not in inspect.signature(SdyShardingRule).parameters:
+        return SdyShardingRule(operand_mappings, result_mappings)  # jax < 0.6: no such kind
     return SdyShardingRule(
         operand_mappings, result_mappings, need_replication_factors=tuple(replicated)
     )

@@ -45,8 +45,7 @@ def main() -> None:
 
     import jax
     import numpy as np
-    from jax.sharding import NamedSharding
-    from jax.sharding import PartitionSpec as P
+    from jax.sharding import NamedSharding, PartitionSpec as P
 
     sys.path.insert(0, str(HERE))
     from _timing import Contender, compare, format_seconds, loop

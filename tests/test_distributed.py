@@ -10,6 +10,7 @@ loop and prints one JSON line. Every wait is bounded; on any failure both childr
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import pathlib
@@ -34,22 +35,25 @@ def quad_example(s, v, m):
 def worker(process_id: int, port: int) -> dict:
     import jax  # imported here: the parent process must not initialise a backend
     import numpy as np
-    from jax.sharding import AxisType, Mesh, NamedSharding
-    from jax.sharding import PartitionSpec as P
+    from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
     from autovmap import auto_vmap
-    from autovmap._shard import map_batch
+    from autovmap._shard import _EXPLICIT_SPLIT, map_batch
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     _gloo_on_loopback(jax)
+    timeouts = {  # every wait bounded; older jax bounds fewer of them
+        "initialization_timeout": 60,
+        "heartbeat_timeout_seconds": 30,
+        "shutdown_timeout_seconds": 30,
+    }
+    accepted = inspect.signature(jax.distributed.initialize).parameters
     jax.distributed.initialize(
         coordinator_address=f"127.0.0.1:{port}",
         coordinator_bind_address=f"127.0.0.1:{port}",  # never listen beyond loopback
         num_processes=N_PROCESSES,
         process_id=process_id,
-        initialization_timeout=60,
-        heartbeat_timeout_seconds=30,
-        shutdown_timeout_seconds=30,
+        **{name: seconds for name, seconds in timeouts.items() if name in accepted},
     )
     assert jax.process_count() == N_PROCESSES, jax.process_count()
     assert jax.local_device_count() == LOCAL_DEVICES, jax.local_devices()
@@ -63,9 +67,15 @@ def worker(process_id: int, port: int) -> dict:
     expected = np.stack([quad_example(s, host_v[i], host_m) for i in range(n)])
 
     report: dict = {
-        "process": jax.process_index(), "checked": {}, "collectives": {}, "errors": {}
+        "process": jax.process_index(),
+        "kinds": 0,
+        "checked": {},
+        "collectives": {},
+        "errors": {},
     }
-    for kind in ("Auto", "Explicit"):
+    # jax 0.5's explicit sharding cannot carry a chunked batch (see autovmap._shard)
+    for kind in ("Auto", "Explicit") if _EXPLICIT_SPLIT else ("Auto",):
+        report["kinds"] += 1
         devices = np.array(jax.devices())  # every device of every process, process-major
         mesh = Mesh(devices, ("batch",), axis_types=(getattr(AxisType, kind),))
         sharding = NamedSharding(mesh, P("batch"))
@@ -115,9 +125,7 @@ def _gloo_on_loopback(jax) -> None:
 
     factory = getattr(getattr(xla_bridge, "_jax", None), "make_gloo_tcp_collectives", None)
     if factory is not None:
-        xla_bridge._jax.make_gloo_tcp_collectives = functools.partial(
-            factory, hostname="127.0.0.1"
-        )
+        xla_bridge._jax.make_gloo_tcp_collectives = functools.partial(factory, hostname="127.0.0.1")
 
 
 def _free_port() -> int:
@@ -192,7 +200,7 @@ def test_every_process_checked_its_own_shards(reports):
     assert sorted(r["process"] for r in reports) == list(range(N_PROCESSES))
     for report in reports:
         assert set(report["errors"]) <= {TODAY_FAILS}, report["errors"]
-        assert len(report["checked"]) + len(report["errors"]) == 6
+        assert len(report["checked"]) + len(report["errors"]) == 3 * report["kinds"]
         for name, n_shards in report["checked"].items():
             assert n_shards == LOCAL_DEVICES, (report["process"], name)
 
