@@ -78,9 +78,9 @@ def report(name: str, record: BatchedCall) -> str:
                 _notes(record, param.name, param.rank),
             ]
         )
-    options = [f"checks {'on' if record.check else 'off'}"]
-    if record.chunk_size is not None:
-        options.append(f"chunk_size={record.chunk_size}")
+    options = [f"checks {'on' if record.options.check else 'off'}"]
+    if record.options.chunk_size is not None:
+        options.append(f"chunk_size={record.options.chunk_size}")
     table = render_table(["parameter", "annotation", "rank", "from", "note"], rows)
     return f"{name} ({', '.join(options)})\n{table}"
 

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any, ParamSpec
 
 import jax
+from jax.sharding import PartitionSpec
 
 from ._annotations import AnnotationReader, batched_annotation, caller_frame, contains_jaxtyping
 from ._bind import BoundCall, bind, shape_of
@@ -24,7 +25,7 @@ from ._errors import (
     hide_from_tracebacks,
 )
 from ._plan import IncompatibleBatchShapes, VmapPlan, plan_for
-from ._run import run_plan
+from ._run import run_named_unbatched, run_plan
 from ._spec import CallSpec, read_spec
 
 hide_from_tracebacks(__file__)
@@ -42,25 +43,39 @@ class BatchedCall:
     """
 
     spec: CallSpec
-    check: bool  # whether examples are checked against the annotations
-    chunk_size: int | None
+    options: Options  # `check` is on only where there are jaxtyping annotations to check
     invoke: Callable[[tuple[Any, ...], dict[str, Any]], Any] = dataclasses.field(repr=False)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if self._certainly_unbatched(args, kwargs):
+        options = self.options
+        named = options.axis_name is not None
+        if not named and self._certainly_unbatched(args, kwargs):
             return self.invoke(args, kwargs)
         bound = bind(self.spec, args, kwargs)
         plan = self.plan(bound)
         if plan is None:  # no batch dims: one call, with the ranked leaves as JAX arrays
             if all(isinstance(leaf, jax.Array) for leaf in bound.leaves):
-                return self.invoke(bound.args, bound.kwargs)
-            return self.invoke(*bound.rebuild([jax.numpy.asarray(x) for x in bound.leaves]))
+                args, kwargs = bound.args, bound.kwargs
+            else:
+                args, kwargs = bound.rebuild([jax.numpy.asarray(x) for x in bound.leaves])
+            if named:
+                return run_named_unbatched(lambda: self.invoke(args, kwargs), options.axis_name)
+            return self.invoke(args, kwargs)
 
         def example(leaves: list[Any]) -> Any:
             return self.invoke(*bound.rebuild(leaves))
 
         try:
-            return run_plan(plan, bound.leaves, example, self.chunk_size)
+            if options.maps_plainly:
+                return run_plan(plan, bound.leaves, example)
+            return run_plan(
+                plan,
+                bound.leaves,
+                example,
+                chunk_size=options.chunk_size,
+                axis_name=options.axis_name,
+                spmd_axis_name=options.spmd_axis_name,
+            )
         except AnnotationCheckError as e:
             if getattr(e, "showed_shape", False):
                 e.add_note(
@@ -100,19 +115,52 @@ class BatchedCall:
             raise broadcast_error(self.spec.fn, bound, e) from None
 
 
-def _check_options(check: Any, chunk_size: Any) -> None:
-    if check is not _UNSET and not isinstance(check, bool):
-        raise TypeError(
-            f"`auto_vmap(check=...)` takes True or False, got {check!r}. `check` is an option, "
-            "not a parameter name: to rank a parameter called `check`, give its rank "
-            "positionally."
-        )
-    if chunk_size not in (_UNSET, None) and (
-        isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1
-    ):
-        raise (TypeError if not isinstance(chunk_size, int) else ValueError)(
-            f"`auto_vmap(chunk_size=...)` takes an int >= 1 or None, got {chunk_size!r}."
-        )
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """The options of `auto_vmap` (everything but ranks), validated when decorating."""
+
+    check: bool = True
+    chunk_size: int | None = None
+    axis_name: str | None = None
+    spmd_axis_name: Any = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.check, bool):
+            raise TypeError(
+                f"`auto_vmap(check=...)` takes True or False, got {self.check!r}. `check` is an "
+                "option, not a parameter name: to rank a parameter called `check`, give its "
+                "rank positionally."
+            )
+        size = self.chunk_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
+            raise TypeError(f"`auto_vmap(chunk_size=...)` takes an int >= 1 or None, got {size!r}.")
+        if size is not None and size < 1:
+            raise ValueError(
+                f"`auto_vmap(chunk_size=...)` takes an int >= 1 or None, got {size!r}."
+            )
+        if self.axis_name is not None and not isinstance(self.axis_name, str):
+            raise TypeError(
+                "`auto_vmap(axis_name=...)` takes a str, the name collectives use "
+                f"(`jax.lax.pmean(x, 'batch')`), got {self.axis_name!r}."
+            )
+        if self.axis_name is not None and size is not None:
+            # A collective needs every example at once; a chunk loop holds one chunk, so the
+            # collective would silently reduce over that chunk only.
+            raise ValueError(
+                "`auto_vmap(axis_name=..., chunk_size=...)`: a collective over the batch needs "
+                "every example at once, and `chunk_size` evaluates a chunk at a time. Drop one."
+            )
+        spmd = self.spmd_axis_name
+        if spmd is not None and not isinstance(spmd, (str, tuple, PartitionSpec)):
+            raise TypeError(
+                "`auto_vmap(spmd_axis_name=...)` takes a mesh axis name, a tuple of them, or a "
+                f"`PartitionSpec` with one entry per leading batch dim; got {spmd!r}."
+            )
+
+    @property
+    def maps_plainly(self) -> bool:
+        """No option changes how the batch is mapped: the plain nested `jax.vmap`."""
+        return self.chunk_size is None and self.axis_name is None and self.spmd_axis_name is None
 
 
 class AutoVmap:
@@ -127,21 +175,21 @@ class AutoVmap:
         *positional_ranks: Any,
         check: Any = _UNSET,
         chunk_size: Any = _UNSET,
+        axis_name: Any = _UNSET,
+        spmd_axis_name: Any = _UNSET,
         **keyword_ranks: Any,
     ) -> None:
-        _check_options(check, chunk_size)
+        given = dict(
+            check=check, chunk_size=chunk_size, axis_name=axis_name, spmd_axis_name=spmd_axis_name
+        )
+        self.options = {name: value for name, value in given.items() if value is not _UNSET}
+        Options(**self.options)  # a bad option is an error now, not when decorating
         self.positional_ranks = positional_ranks
         self.keyword_ranks = keyword_ranks
-        self.check = check
-        self.chunk_size = chunk_size
 
     def __repr__(self) -> str:
         parts = [repr(r) for r in self.positional_ranks]
-        parts += [f"{k}={v!r}" for k, v in self.keyword_ranks.items()]
-        if self.check is not _UNSET:
-            parts.append(f"check={self.check}")
-        if self.chunk_size is not _UNSET:
-            parts.append(f"chunk_size={self.chunk_size}")
+        parts += [f"{k}={v!r}" for k, v in {**self.keyword_ranks, **self.options}.items()]
         return f"auto_vmap({', '.join(parts)})"
 
     def __call__(self, fn: Callable[..., Any], /) -> Any:
@@ -167,13 +215,19 @@ class AutoVmap:
             spec = read_spec(
                 previous.spec.fn, (), {**previous.spec.explicit, **ranks.explicit}, reader
             )
-            check = previous.check if self.check is _UNSET else self.check
-            chunk_size = previous.chunk_size if self.chunk_size is _UNSET else self.chunk_size
+            options = dataclasses.replace(previous.options, **self.options)
         else:
             spec = read_spec(fn, self.positional_ranks, self.keyword_ranks, reader)
-            check = True if self.check is _UNSET else self.check
-            chunk_size = None if self.chunk_size is _UNSET else self.chunk_size
-        check = check and any(map(contains_jaxtyping, spec.annotations.values()))
+            options = Options(**self.options)
+        clash = [name for name in self.options if name in spec.signature.parameters]
+        if clash:
+            raise RankSpecError(
+                f"{fn_label(fn)}: `{clash[0]}` is both a parameter of the function and an option "
+                f"of `auto_vmap`, so `auto_vmap({clash[0]}=...)` is ambiguous. To rank the "
+                "parameter, give its rank positionally; to set the option, rename the parameter."
+            )
+        if options.check and not any(map(contains_jaxtyping, spec.annotations.values())):
+            options = dataclasses.replace(options, check=False)  # nothing to check
         if not spec.any_ranked:
             if not spec.explicit and any(name != "return" for name in spec.annotations):
                 warnings.warn(
@@ -183,9 +237,9 @@ class AutoVmap:
                     NothingToBatchWarning,
                     stacklevel=3,
                 )
-            if not check:  # nothing to do: behave exactly as undecorated
+            if not options.check and options.axis_name is None:  # behave as undecorated
                 return fn
-        return _wrapper(BatchedCall(spec, check, chunk_size, invoker(spec, check)))
+        return _wrapper(BatchedCall(spec, options, invoker(spec, options.check)))
 
 
 def _wrapper(call: BatchedCall) -> Callable[..., Any]:
@@ -227,7 +281,12 @@ def _batched_signature(spec: CallSpec) -> inspect.Signature:
 
 
 def auto_vmap(
-    *ranks: Any, check: bool = _UNSET, chunk_size: int | None = _UNSET, **keyword_ranks: Any
+    *ranks: Any,
+    check: bool = _UNSET,
+    chunk_size: int | None = _UNSET,
+    axis_name: str | None = _UNSET,
+    spmd_axis_name: Any = _UNSET,
+    **keyword_ranks: Any,
 ) -> Any:
     """Make a function written for single examples accept any leading batch dimensions.
 
@@ -273,10 +332,18 @@ def auto_vmap(
         check: with jaxtyping annotations, check every example's arguments and return value
             against them, in one memo scope so named dims agree (once per trace under
             `jax.jit`, and once per shape signature eagerly). `False` turns the checks off.
-        chunk_size: evaluate the flattened batch at most this many examples at a time
-            (`jax.lax.map`), bounding peak memory; results are identical.
-        **keyword_ranks: ranks of the parameters, by name. `check` and `chunk_size` are
-            options, so rank parameters with those names positionally.
+        chunk_size: evaluate at most this many examples at a time per device, bounding peak
+            memory; results are identical. A sharded batch is chunked on each device's own
+            shard: the output keeps the batch's sharding, with no collective added.
+        axis_name: bind this name to the whole batch (every batch dim), so that collectives
+            inside the function, `jax.lax.pmean(x, axis_name)`, reduce over every example.
+            Cannot be combined with `chunk_size`.
+        spmd_axis_name: the mesh axis (or axes) the leading batch dim is sharded over, passed
+            to `jax.vmap(spmd_axis_name=...)`; a `PartitionSpec` gives one entry per leading
+            batch dim.
+        **keyword_ranks: ranks of the parameters, by name. `check`, `chunk_size`,
+            `axis_name` and `spmd_axis_name` are options, so rank parameters with those names
+            positionally.
 
     Raises:
         RankSpecError: when decorating, if a rank is invalid or names no parameter, or an
@@ -299,8 +366,18 @@ def auto_vmap(
                 f"ranks. Give the ranks first, then the function: `auto_vmap({given})(fn)`, or "
                 f"`@auto_vmap({given})` above its definition."
             )
-        return AutoVmap(check=check, chunk_size=chunk_size)._decorate(fn, caller_frame(1))
-    return AutoVmap(*ranks, check=check, chunk_size=chunk_size, **keyword_ranks)
+        decorator = AutoVmap(
+            check=check, chunk_size=chunk_size, axis_name=axis_name, spmd_axis_name=spmd_axis_name
+        )
+        return decorator._decorate(fn, caller_frame(1))
+    return AutoVmap(
+        *ranks,
+        check=check,
+        chunk_size=chunk_size,
+        axis_name=axis_name,
+        spmd_axis_name=spmd_axis_name,
+        **keyword_ranks,
+    )
 
 
 autovmap = auto_vmap
@@ -334,4 +411,4 @@ def plan(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Plan:
     if inspect.ismethod(fn):  # a bound method: its instance is the first argument
         args = (fn.__self__, *args)  # type: ignore[assignment]
     bound = bind(call.spec, args, kwargs)
-    return describe(call.spec.fn, bound, call.plan(bound), call.chunk_size)
+    return describe(call.spec.fn, bound, call.plan(bound), call.options.chunk_size)

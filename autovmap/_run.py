@@ -1,4 +1,5 @@
-"""Run a `VmapPlan`: squeeze broadcast dims, nest (or merge, or chunk) `jax.vmap`, reshape.
+"""Run a `VmapPlan`: squeeze broadcast dims, nest (or merge) `jax.vmap`, reshape; chunks and
+named batches go to `_shard.map_batch`.
 
 The nested `jax.vmap`s depend only on the plan's `in_axes`, so they are built once per plan and
 reused: the per-call state (the user's function and the leaves that are not mapped) travels
@@ -9,8 +10,7 @@ with `in_axes=None`. Leaves that are not mapped are closed over, never copied.
 from __future__ import annotations
 
 import inspect
-import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 import jax
@@ -20,6 +20,7 @@ from jax.core import Tracer
 
 from ._errors import hide_from_tracebacks
 from ._plan import BoundedCache, InAxes, Shape, VmapPlan
+from ._shard import map_batch, spmd_levels
 
 hide_from_tracebacks(__file__)
 
@@ -88,65 +89,56 @@ def _concrete(x: Any) -> bool:
     return not isinstance(x, Tracer) and len(x.sharding.device_set) == 1
 
 
-def _chunked(
-    example: _Example, mapped: list[Any], levels: tuple[InAxes, ...], shape: Shape, chunk_size: int
-) -> Any:
-    """Evaluate the flattened batch `chunk_size` examples at a time (`jax.lax.map`).
-
-    Leaves mapped at every level are reshaped to one batch dim and sliced by `lax.map`; the
-    others are indexed per example, so nothing is broadcast by copying."""
-    n = math.prod(shape)
-    everywhere = [all(in_axes[p] == 0 for in_axes in levels) for p in range(len(mapped))]
-    sliced = [
-        x.reshape((n, *x.shape[len(levels) :])) for x, full in zip(mapped, everywhere) if full
-    ]
-
-    def one(flat_index_and_sliced: tuple[Any, list[Any]]) -> Any:
-        flat_index, examples = flat_index_and_sliced
-        index = jnp.unravel_index(flat_index, shape)
-        next_sliced = iter(examples)
-        leaves = []
-        for p, x in enumerate(mapped):
-            if everywhere[p]:
-                leaves.append(next(next_sliced))
-            else:
-                own = tuple(i for i, in_axes in zip(index, levels) if in_axes[p] == 0)
-                leaves.append(x[own])
-        return example(leaves)
-
-    return jax.lax.map(one, (jnp.arange(n), sliced), batch_size=chunk_size)
-
-
 def run_plan(
     plan: VmapPlan,
     leaves: Sequence[Any],
     call: Callable[[list[Any]], Any],
+    *,
     chunk_size: int | None = None,
+    axis_name: Hashable | None = None,
+    spmd_axis_name: Any = None,
 ) -> Any:
-    """Evaluate `call` (ranked leaves of one example -> outputs) on every example of `plan`."""
+    """Evaluate `call` (ranked leaves of one example -> outputs) on every example of `plan`.
+
+    With no option, the plan's nested `jax.vmap` (levels merged for concrete arrays); with
+    `chunk_size`, `axis_name` or `spmd_axis_name`, `_shard.map_batch`, which keeps chunks on
+    each device's shard and binds one name to the whole batch."""
     leaves = [_as_array(x, axes) for x, axes in zip(leaves, plan.squeeze_axes)]
     mapped = [leaves[i] for i in plan.mapped]
     levels, lead = plan.levels, plan.mapped_shape
-    merged = plan.merged
-    if (
-        merged is not None
-        and len(mapped) <= _MERGE_LEAVES_PER_LEVEL * (len(levels) - len(merged.levels))
-        and all(map(_concrete, mapped))
-    ):
-        assert merged.merged_batch_shapes is not None
-        mapped = [
-            x.reshape(batch + x.shape[sum(a[p] == 0 for a in levels) :])
-            for p, (x, batch) in enumerate(zip(mapped, merged.merged_batch_shapes))
-        ]
-        levels, lead = merged.levels, merged.mapped_shape
     example = _Example(call, leaves, plan.mapped)
-    if chunk_size is not None and math.prod(lead) > chunk_size:
-        out = _chunked(example, mapped, levels, lead, chunk_size)
-        lead = (math.prod(lead),)
+    if chunk_size is not None or axis_name is not None or spmd_axis_name is not None:
+        out = map_batch(
+            lambda *mapped_leaves: example(mapped_leaves),
+            mapped,
+            levels,
+            lead,
+            chunk_size=chunk_size,
+            axis_name=axis_name,
+            spmd_axis_name=spmd_levels(spmd_axis_name, plan.batch_shape),
+        )
     else:
+        merged = plan.merged
+        if (
+            merged is not None
+            and len(mapped) <= _MERGE_LEAVES_PER_LEVEL * (len(levels) - len(merged.levels))
+            and all(map(_concrete, mapped))
+        ):
+            assert merged.merged_batch_shapes is not None
+            mapped = [
+                x.reshape(batch + x.shape[sum(a[p] == 0 for a in levels) :])
+                for p, (x, batch) in enumerate(zip(mapped, merged.merged_batch_shapes))
+            ]
+            levels, lead = merged.levels, merged.mapped_shape
         out = _nested_vmap(levels)(example, *mapped)
-    if lead != plan.batch_shape:  # unmapped size-1 dims, merged or chunked levels
+    if lead != plan.batch_shape:  # unmapped size-1 dims, merged levels
         out = jax.tree_util.tree_map(
             lambda o: jnp.reshape(o, plan.batch_shape + jnp.shape(o)[len(lead) :]), out
         )
     return out
+
+
+def run_named_unbatched(call: Callable[[], Any], axis_name: Hashable) -> Any:
+    """A call with no batch dims, with `axis_name` still bound (to a batch of one), so that the
+    function's collectives work unchanged."""
+    return map_batch(lambda: call(), [], (), (), axis_name=axis_name)

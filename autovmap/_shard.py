@@ -445,11 +445,14 @@ def _chunk_loop(
 
     n_split = len(split)
     buffers = jax.tree.map(
-        lambda o: _place(
-            np.dtype(o.dtype),
-            o.shape[:n_split] + (n,) + o.shape[n_split + 1 :],
-            mesh,
-            [axes[level] for level in split] + [None] + _trailing_spec(o, n_split + 1, mesh),
+        lambda o: _varying_like(
+            o,
+            _place(
+                np.dtype(o.dtype),
+                o.shape[:n_split] + (n,) + o.shape[n_split + 1 :],
+                mesh,
+                [axes[level] for level in split] + [None] + _trailing_spec(o, n_split + 1, mesh),
+            ),
         ),
         jax.eval_shape(lambda: run(0, chunk_size)),
     )
@@ -467,6 +470,21 @@ def _chunk_loop(
     if tail:
         buffers = write(buffers, full_chunks * chunk_size, tail)
     return jax.tree.map(lambda b: _unsplit(b, levels, axes, local, mesh), buffers)
+
+
+def _varying_like(like: Any, buffer: Any) -> Any:
+    """`buffer` made to vary over the manual mesh axes `like` varies over. Inside `shard_map`
+    the loop's outputs vary per device while fresh zeros do not, and a loop carry must keep
+    its type."""
+    manual = getattr(like, "manual_axis_type", None)
+    varying = getattr(manual, "varying", None) or getattr(like, "vma", None)
+    if not varying:
+        return buffer
+    pcast: Any = getattr(jax.lax, "pcast", None)
+    if pcast is not None:
+        return pcast(buffer, tuple(varying), to="varying")
+    pvary: Any = getattr(jax.lax, "pvary")  # noqa: B009 - what older jax calls it
+    return pvary(buffer, tuple(varying))
 
 
 def _unsplit(

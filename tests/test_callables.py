@@ -82,8 +82,9 @@ def test_re_decorating_reads_the_original_and_keeps_its_options():
     expected = loop(dist, [a, b], [1, 1], (4, 5))
     for f in (chunked, unchecked):
         assert_trees_close(f(a, b), expected)
-    assert chunked.__autovmap__.chunk_size == 2 and chunked.__autovmap__.check
-    assert unchecked.__autovmap__.chunk_size == 2 and not unchecked.__autovmap__.check
+    assert chunked.__autovmap__.options.chunk_size == 2 and chunked.__autovmap__.options.check
+    assert unchecked.__autovmap__.options.chunk_size == 2
+    assert not unchecked.__autovmap__.options.check
     assert unchecked.__autovmap__.spec.fn is dist
     explicit = auto_vmap(b=None)(auto_vmap(a=1, b=1)(lambda a, b: a @ b))
     assert explicit.__autovmap__.spec.explicit == {"a": 1, "b": None}

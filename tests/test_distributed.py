@@ -38,7 +38,7 @@ def worker(process_id: int, port: int) -> dict:
     from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
     from autovmap import auto_vmap
-    from autovmap._shard import _EXPLICIT_SPLIT, map_batch
+    from autovmap._shard import _EXPLICIT_SPLIT
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     _gloo_on_loopback(jax)
@@ -87,10 +87,6 @@ def worker(process_id: int, port: int) -> dict:
         functions = {
             "auto_vmap": auto_vmap(s=0, v=1, m=2)(quad_example),
             "auto_vmap chunk_size=2": auto_vmap(s=0, v=1, m=2, chunk_size=2)(quad_example),
-            # the per-shard chunking this library will run for `chunk_size`
-            "map_batch chunk_size=2": lambda s, v, m: map_batch(
-                lambda v_: quad_example(s, v_, m), [v], ((0,),), (n,), chunk_size=2
-            ),
         }
         for name, fn in functions.items():
             key = f"{name} [{kind}]"
@@ -191,31 +187,19 @@ def reports(tmp_path_factory) -> list[dict]:
     return [json.loads(out.strip().splitlines()[-1]) for out, _ in texts]
 
 
-# Today's `chunk_size` (`lax.map` over the global batch) cannot run on an `Explicit` mesh;
-# `autovmap._shard.map_batch` can, and will replace it.
-TODAY_FAILS = "auto_vmap chunk_size=2 [Explicit]"
-
-
 def test_every_process_checked_its_own_shards(reports):
     assert sorted(r["process"] for r in reports) == list(range(N_PROCESSES))
     for report in reports:
-        assert set(report["errors"]) <= {TODAY_FAILS}, report["errors"]
-        assert len(report["checked"]) + len(report["errors"]) == 3 * report["kinds"]
+        assert report["errors"] == {}, report["errors"]
+        assert len(report["checked"]) == 2 * report["kinds"]
         for name, n_shards in report["checked"].items():
             assert n_shards == LOCAL_DEVICES, (report["process"], name)
 
 
-def test_no_collectives_without_chunks_or_with_per_shard_chunks(reports):
+def test_no_collectives_with_or_without_chunks(reports):
     for report in reports:
         for name, found in report["collectives"].items():
-            if not name.startswith("auto_vmap chunk_size"):  # today's chunks gather (#12)
-                assert found == [], (report["process"], name, found)
-
-
-@pytest.mark.xfail(strict=True, reason="chunk_size on an Explicit mesh, until map_batch runs it")
-def test_public_chunk_size_on_an_explicit_mesh(reports):
-    for report in reports:
-        assert TODAY_FAILS in report["checked"], report["errors"].get(TODAY_FAILS)
+            assert found == [], (report["process"], name, found)
 
 
 if __name__ == "__main__":

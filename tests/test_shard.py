@@ -28,7 +28,7 @@ from hypothesis import given, strategies as st
 from hypothesis.extra.numpy import mutually_broadcastable_shapes
 from jax.sharding import PartitionSpec as P
 
-from autovmap._plan import make_plan
+from autovmap import auto_vmap
 from autovmap._shard import _EXPLICIT_SPLIT, map_batch, spmd_levels
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # oracle, when a script
@@ -39,24 +39,8 @@ COLLECTIVES = ("all-gather", "all-reduce", "all-to-all", "collective-permute", "
 
 
 def batched(fn: Callable[..., Any], args: list[Any], ranks: list[int], **options: Any) -> Any:
-    """`fn` over the broadcast batch of `args`, as the run code calls `map_batch`."""
-    batch_shapes = tuple(tuple(np.shape(a)[: np.ndim(a) - r]) for a, r in zip(args, ranks))
-    plan = make_plan(batch_shapes)
-    leaves = [jnp.squeeze(a, axes) if axes else a for a, axes in zip(args, plan.squeeze_axes)]
-
-    def per_example(*mapped: Any) -> Any:
-        example = list(leaves)  # leaves mapped at no level are closed over
-        for i, leaf in zip(plan.mapped, mapped):
-            example[i] = leaf
-        return fn(*example)
-
-    if "spmd_axis_name" in options:
-        options["spmd_axis_name"] = spmd_levels(options["spmd_axis_name"], plan.batch_shape)
-    mapped = [leaves[i] for i in plan.mapped]
-    out = map_batch(per_example, mapped, plan.levels, plan.mapped_shape, **options)
-    return jax.tree.map(
-        lambda o: jnp.reshape(o, plan.batch_shape + o.shape[len(plan.mapped_shape) :]), out
-    )
+    """`fn` over the broadcast batch of `args`, through the public `auto_vmap`."""
+    return auto_vmap(*ranks, **options)(fn)(*args)
 
 
 def quad(s, v, m):

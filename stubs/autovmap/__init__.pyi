@@ -26,6 +26,7 @@ from typing import (
 
 import numpy as np
 from jax import Array
+from jax.sharding import PartitionSpec
 from jaxtyping import TypeCheckError
 from typing_extensions import deprecated
 
@@ -43,6 +44,8 @@ class _Options(TypedDict, total=False):
 
     check: bool
     chunk_size: int | None
+    axis_name: str | None
+    spmd_axis_name: str | tuple[str, ...] | PartitionSpec | None
 
 class AutoVmapError(Exception):
     """Base class of every error raised by `autovmap` itself."""
@@ -154,6 +157,8 @@ class AutoVmap:
         *positional_ranks: _Rank,
         check: bool = True,
         chunk_size: int | None = None,
+        axis_name: str | None = None,
+        spmd_axis_name: str | tuple[str, ...] | PartitionSpec | None = None,
         **keyword_ranks: _Rank,
     ) -> None: ...
     # `AutoVmap(**ranks)` with a `dict[str, int]`: both checkers match a `**` argument against
@@ -286,7 +291,12 @@ def auto_vmap(  # pyright: ignore[reportOverlappingOverload]
 # `auto_vmap(**ranks)` with a `dict[str, int]`, as `AutoVmap.__init__`'s does.
 @overload
 def auto_vmap(
-    *ranks: _Rank, check: bool = True, chunk_size: int | None = None, **keyword_ranks: _Rank
+    *ranks: _Rank,
+    check: bool = True,
+    chunk_size: int | None = None,
+    axis_name: str | None = None,
+    spmd_axis_name: str | tuple[str, ...] | PartitionSpec | None = None,
+    **keyword_ranks: _Rank,
 ) -> AutoVmap: ...
 @overload
 def auto_vmap(*ranks: _Rank, **keyword_ranks: _Rank) -> AutoVmap: ...
