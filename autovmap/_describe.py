@@ -61,7 +61,7 @@ def leaf_table(leaves: Sequence[LeafPlan], with_levels: bool) -> str:
         for leaf in leaves
     ]
     if with_levels:
-        header.append("in_axes per level")
+        header.append("in_axes, outer to inner level")
         for row, leaf in zip(rows, leaves):
             row.append(" ".join("-" if a is None else str(a) for a in leaf.in_axes or ()) or "-")
     return render_table(header, rows)
@@ -114,10 +114,13 @@ class Plan:
         if not self.levels and self.batch_shape == ():
             summary = "no batch dims: the function is called once, with the arguments as given"
         else:
-            summary = (
-                f"batch shape {fmt_shape(self.batch_shape)}, {self.levels} vmap level(s) "
-                f"under tracing, {self.eager_levels} eager"
-            )
+            levels = "1 jax.vmap level" if self.levels == 1 else f"{self.levels} jax.vmap levels"
+            summary = f"batch shape {fmt_shape(self.batch_shape)}; {levels}"
+            if self.eager_levels != self.levels:
+                summary += (
+                    f" under tracing, merged into {self.eager_levels} when called eagerly "
+                    "(adjacent levels that map the same arguments)"
+                )
             if self.chunk_size is not None:
                 summary += f", in chunks of at most {self.chunk_size} examples"
         legend = "in_axes: 0 = mapped, - = broadcast (in_axes=None, never copied)"
