@@ -24,9 +24,23 @@ from ._shard import map_batch, spmd_levels
 
 hide_from_tracebacks(__file__)
 
-# Merging adjacent levels reshapes each mapped leaf and each output leaf eagerly, one dispatch
-# each; past this many leaves per level saved, the reshapes cost more than the level they save.
-_MERGE_LEAVES_PER_LEVEL = 32
+# Past this many arrays, reshaping them eagerly one dispatch each costs more than one jitted
+# call that reshapes them all (whose dispatch costs about as much as a few eager reshapes).
+_RESHAPE_ONE_BY_ONE = 4
+
+
+def _reshape_all_impl(arrays: tuple[Any, ...], shapes: tuple[Shape, ...]) -> tuple[Any, ...]:
+    return tuple(jnp.reshape(x, shape) for x, shape in zip(arrays, shapes))
+
+
+_reshape_all_jitted = jax.jit(_reshape_all_impl, static_argnums=1)
+
+
+def _reshape_all(arrays: Sequence[Any], shapes: Sequence[Shape]) -> list[Any]:
+    """Concrete `arrays` reshaped to `shapes`, in as few dispatches as pays."""
+    if len(arrays) <= _RESHAPE_ONE_BY_ONE:
+        return [jnp.reshape(x, shape) for x, shape in zip(arrays, shapes)]
+    return list(_reshape_all_jitted(tuple(arrays), tuple(shapes)))
 
 
 class _Example:
@@ -119,23 +133,25 @@ def run_plan(
         )
     else:
         merged = plan.merged
-        if (
-            merged is not None
-            and len(mapped) <= _MERGE_LEAVES_PER_LEVEL * (len(levels) - len(merged.levels))
-            and all(map(_concrete, mapped))
-        ):
+        if merged is not None and all(map(_concrete, mapped)):
             assert merged.merged_batch_shapes is not None
-            mapped = [
-                x.reshape(batch + x.shape[sum(a[p] == 0 for a in levels) :])
+            shapes = [
+                batch + x.shape[sum(a[p] == 0 for a in levels) :]
                 for p, (x, batch) in enumerate(zip(mapped, merged.merged_batch_shapes))
             ]
+            mapped = _reshape_all(mapped, shapes)
             levels, lead = merged.levels, merged.mapped_shape
         out = _nested_vmap(levels)(example, *mapped)
-    if lead != plan.batch_shape:  # unmapped size-1 dims, merged levels
-        out = jax.tree_util.tree_map(
-            lambda o: jnp.reshape(o, plan.batch_shape + jnp.shape(o)[len(lead) :]), out
-        )
-    return out
+    if lead == plan.batch_shape:
+        return out
+    # unmapped size-1 dims, merged levels: the outputs get the batch shape back
+    outputs, treedef = jax.tree_util.tree_flatten(out)
+    shapes = [plan.batch_shape + jnp.shape(o)[len(lead) :] for o in outputs]
+    if all(map(_concrete, outputs)):
+        outputs = _reshape_all(outputs, shapes)
+    else:
+        outputs = [jnp.reshape(o, shape) for o, shape in zip(outputs, shapes)]
+    return jax.tree_util.tree_unflatten(treedef, outputs)
 
 
 def run_named_unbatched(call: Callable[[], Any], axis_name: Hashable) -> Any:

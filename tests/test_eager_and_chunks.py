@@ -85,3 +85,21 @@ def test_chunks_with_pytree_outputs_and_partial_leaves():
     v, w = jnp.arange(30.0).reshape(5, 2, 3), jnp.arange(6.0).reshape(2, 3)
     out = f(v, w)
     assert_trees_close(out, loop(f.__wrapped__, [v, w], [1, 1], (5, 2)))
+
+
+def test_many_leaves_merge_in_one_reshape_and_match_the_loop():
+    # Past a few leaves, merged levels reshape every input (and output) in one jitted call.
+    rng = np.random.default_rng(3)
+    tree = {f"x{i}": jnp.asarray(rng.normal(size=(3, 4, 2)), jnp.float32) for i in range(6)}
+    tree["shared"] = jnp.asarray(rng.normal(size=(2,)), jnp.float32)  # no batch dims
+
+    def per_example(t):
+        return {k: v * t["shared"] for k, v in t.items() if k != "shared"}
+
+    batched = auto_vmap(t=1)(per_example)
+    out = batched(tree)
+    expected = {
+        k: np.asarray(v) * np.asarray(tree["shared"]) for k, v in tree.items() if k != "shared"
+    }
+    assert_trees_close(out, expected)
+    assert_trees_close(jax.jit(batched)(tree), expected)
