@@ -5,17 +5,16 @@ All arguments and the return value of one example are checked inside one jaxtypi
 one size. `jaxtyped(typechecker=typeguard.typechecked)` is not used: with typeguard 4 it fails
 on repeated dims such as `"n n"` and silently skips functions defined locally.
 
-Whether arrays pass their annotations depends only on their types, shapes and dtypes, so a
-check that passed is remembered by those (never for other values, whose checks can depend on
-the value itself) and not repeated: a call with the same abstract arguments and result is
-known to pass.
+Whether a call's examples pass depends only on the call's arguments: on the types, shapes and
+dtypes of its arrays, and on the values of the rest. So a call whose arguments are all arrays,
+pytrees of arrays, or small hashable values (`call_signature`) is checked once, and a later call
+with the same signature is known to pass; any other call is checked every time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import numbers
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -27,7 +26,6 @@ import typeguard
 from ._annotations import annotation_str
 from ._describe import fmt_shape
 from ._errors import AnnotationCheckError, fn_label, hide_from_tracebacks
-from ._plan import BoundedCache
 from ._spec import CallSpec
 
 hide_from_tracebacks(__file__)
@@ -35,18 +33,30 @@ hide_from_tracebacks(__file__)
 _UNCACHEABLE = object()
 
 
-def _abstract(value: Any) -> Any:
-    """What a check of `value` depends on, if it is only that: `_UNCACHEABLE` otherwise."""
+_VALUES = (bool, int, float, complex, str, bytes, type(None))
+
+
+def _signature_of(value: Any) -> Any:
+    """What checking a call can depend on of `value`; `_UNCACHEABLE` if that is more."""
     if isinstance(value, (jax.Array, np.ndarray)):
         return type(value), value.shape, value.dtype
-    if value is None:
-        return None
-    if isinstance(value, (str, bytes, numbers.Number)):
-        return _UNCACHEABLE
+    if isinstance(value, _VALUES):
+        return type(value), value
     leaves, treedef = jax.tree_util.tree_flatten(value)
     if not all(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves):
         return _UNCACHEABLE
     return treedef, tuple((type(x), x.shape, x.dtype) for x in leaves)
+
+
+def call_signature(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    """A key that determines whether a call passes its checks, or `None` if there is none."""
+    parts = []
+    for value in (*args, *kwargs.values()) if kwargs else args:
+        part = _signature_of(value)
+        if part is _UNCACHEABLE:
+            return None
+        parts.append(part)
+    return tuple(parts), tuple(kwargs)
 
 
 def _shape_str(value: Any) -> str | None:
@@ -105,7 +115,6 @@ class Checker:
         self.spec = spec
         self.annotations = {k: v for k, v in spec.annotations.items() if k != "return"}
         self.return_annotation = spec.annotations.get("return")
-        self._passed = BoundedCache(256)  # abstract arguments (and result) known to pass
         self._positional = [(p.name, self.annotations.get(p.name)) for p in spec.positional]
 
     def _items(
@@ -132,14 +141,15 @@ class Checker:
         assert param is not None  # the call was bound before: it has a `*args` parameter
         return param.label(i), self.annotations.get(param.name)
 
-    def _check(self, items: list[tuple[str, Any, Any]], result: Any = _UNCACHEABLE) -> None:
-        """Check `items`, and `result` if given, in the current memo scope."""
+    def _check_arguments(self, items: list[tuple[str, Any, Any]]) -> None:
         for label, value, annotation in items:
             try:
                 typeguard.check_type(value, annotation)
             except typeguard.TypeCheckError as e:
                 raise _fail(self.fn, f"argument `{label}`", value, annotation, e) from None
-        if result is not _UNCACHEABLE and self.return_annotation is not None:
+
+    def _check_result(self, result: Any) -> None:
+        if self.return_annotation is not None:
             try:
                 typeguard.check_type(result, self.return_annotation)
             except typeguard.TypeCheckError as e:
@@ -149,30 +159,17 @@ class Checker:
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         items = self._items(args, kwargs)
-        key: Any = tuple([_abstract(value) for _, value, _ in items])
-        if _UNCACHEABLE in key:
-            key = None
-        if key is None or self._passed.get(key) is None:
-            with jaxtyping.jaxtyped("context"):
-                self._check(items)
-                result = self.fn(*args, **kwargs)
-                self._check([], result)
-        else:  # the arguments passed before: check the result only if it is new
+        with jaxtyping.jaxtyped("context"):
+            self._check_arguments(items)
             result = self.fn(*args, **kwargs)
-            returned = _abstract(result)
-            if self.return_annotation is None or self._passed.get((key, returned)) is not None:
-                return result
-            with jaxtyping.jaxtyped("context"):
-                self._check(items, result)  # again, so the result's dims meet the arguments'
-        if key is not None:
-            self._passed.put(key, True)
-            returned = _abstract(result)
-            if returned is not _UNCACHEABLE:
-                self._passed.put((key, returned), True)
+            self._check_result(result)
         return result
 
 
-def invoker(spec: CallSpec, check: bool) -> Callable[[tuple[Any, ...], dict[str, Any]], Any]:
+Invoke = Callable[[tuple[Any, ...], dict[str, Any]], Any]
+
+
+def invoker(spec: CallSpec, check: bool) -> Invoke:
     """The one callback a call makes into the user's function, checked or not."""
     if check:
         return Checker(spec)

@@ -15,7 +15,7 @@ from jax.sharding import PartitionSpec
 
 from ._annotations import AnnotationReader, batched_annotation, caller_frame, contains_jaxtyping
 from ._bind import BoundCall, bind, shape_of
-from ._check import invoker
+from ._check import Invoke, call_signature, invoker
 from ._describe import Plan, broadcast_error, describe, fmt_shape, rank_too_large
 from ._errors import (
     AnnotationCheckError,
@@ -24,7 +24,7 @@ from ._errors import (
     fn_label,
     hide_from_tracebacks,
 )
-from ._plan import IncompatibleBatchShapes, VmapPlan, plan_for
+from ._plan import BoundedCache, IncompatibleBatchShapes, VmapPlan, plan_for
 from ._run import run_named_unbatched, run_plan
 from ._spec import CallSpec, read_spec
 
@@ -44,13 +44,28 @@ class BatchedCall:
 
     spec: CallSpec
     options: Options  # `check` is on only where there are jaxtyping annotations to check
-    invoke: Callable[[tuple[Any, ...], dict[str, Any]], Any] = dataclasses.field(repr=False)
+    invoke: Invoke = dataclasses.field(repr=False)  # calls the function, checking if asked
+    # With checks on: the function unchecked, for calls whose signature passed before.
+    unchecked: Invoke | None = dataclasses.field(default=None, repr=False)
+    passed: BoundedCache = dataclasses.field(default_factory=lambda: BoundedCache(256), repr=False)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if self.unchecked is None:
+            return self._call(self.invoke, args, kwargs)
+        # A call's checks depend only on its signature (see `call_signature`): checked once.
+        key = call_signature(args, kwargs)
+        if key is not None and self.passed.get(key):
+            return self._call(self.unchecked, args, kwargs)
+        result = self._call(self.invoke, args, kwargs)
+        if key is not None:
+            self.passed.put(key, True)
+        return result
+
+    def _call(self, invoke: Invoke, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         options = self.options
         named = options.axis_name is not None
         if not named and self._certainly_unbatched(args, kwargs):
-            return self.invoke(args, kwargs)
+            return invoke(args, kwargs)
         bound = bind(self.spec, args, kwargs)
         plan = self.plan(bound)
         if plan is None:  # no batch dims: one call, with the ranked leaves as JAX arrays
@@ -59,11 +74,11 @@ class BatchedCall:
             else:
                 args, kwargs = bound.rebuild([jax.numpy.asarray(x) for x in bound.leaves])
             if named:
-                return run_named_unbatched(lambda: self.invoke(args, kwargs), options.axis_name)
-            return self.invoke(args, kwargs)
+                return run_named_unbatched(lambda: invoke(args, kwargs), options.axis_name)
+            return invoke(args, kwargs)
 
         def example(leaves: list[Any]) -> Any:
-            return self.invoke(*bound.rebuild(leaves))
+            return invoke(*bound.rebuild(leaves))
 
         try:
             if options.maps_plainly:
@@ -239,7 +254,8 @@ class AutoVmap:
                 )
             if not options.check and options.axis_name is None:  # behave as undecorated
                 return fn
-        return _wrapper(BatchedCall(spec, options, invoker(spec, options.check)))
+        unchecked = invoker(spec, check=False) if options.check else None
+        return _wrapper(BatchedCall(spec, options, invoker(spec, options.check), unchecked))
 
 
 def _wrapper(call: BatchedCall) -> Callable[..., Any]:

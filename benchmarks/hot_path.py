@@ -38,6 +38,12 @@ def tiny_typed(x: Float[Array, "n"]) -> Float[Array, "n"]:
     return jnp.sin(x)
 
 
+def quad_typed(
+    s: Float[Array, ""], v: Float[Array, "n"], m: Float[Array, "n n"]
+) -> Float[Array, ""]:
+    return v @ m @ v + s * v.size  # the README's function: three small ops per example
+
+
 def concat(tree):
     return jax.lax.concatenate(jax.tree.leaves(tree), 0)
 
@@ -52,6 +58,8 @@ def workloads(quick: bool) -> list[tuple[str, float, list[Contender]]]:
     checked = auto_vmap(tiny_typed)
     unchecked = auto_vmap(check=False)(tiny_typed)
     explicit = auto_vmap(x=1)(tiny)
+    checked_quad = auto_vmap(quad_typed)
+    s, m = jnp.float32(2.0), jnp.eye(3)
     found: list[tuple[str, float, list[Contender]]] = [
         (
             "batch (8,), one lax op, explicit ranks",
@@ -71,7 +79,15 @@ def workloads(quick: bool) -> list[tuple[str, float, list[Contender]]]:
             ],
         ),
         (
-            "no batch dims, annotated, check=True",
+            "no batch dims, quad annotated, check=True",
+            1.15,
+            [
+                Contender("undecorated (reference)", loop(lambda: _block(quad_typed(s, x1, m)))),
+                Contender("auto_vmap (checks)", loop(lambda: _block(checked_quad(s, x1, m)))),
+            ],
+        ),
+        (
+            "no batch dims, one lax op, annotated, check=True",
             1.15,
             [
                 Contender("undecorated (reference)", loop(lambda: _block(tiny_typed(x1)))),
