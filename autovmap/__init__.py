@@ -14,10 +14,13 @@ from ._errors import (
     AutoVmapError as AutoVmapError,
     BatchShapeError as BatchShapeError,
     BroadcastError as BroadcastError,
+    CoreDimError as CoreDimError,
     NothingToBatchWarning as NothingToBatchWarning,
+    OutputSignatureError as OutputSignatureError,
     RankSpecError as RankSpecError,
     RankTooLargeError as RankTooLargeError,
     TreeStructureError as TreeStructureError,
 )
+from ._vectorize import vectorize as vectorize
 
 __version__ = importlib.metadata.version("autovmap")

@@ -1,4 +1,11 @@
-"""Run-time checks of each example against the function's jaxtyping annotations.
+"""Run-time checks: named core dims over the shapes of a call, and each example against the
+signature's outputs and the function's jaxtyping annotations.
+
+Named core dims (`CallSpec.core`: from a `signature=`, dim strings, or annotations with
+`check=False`) are compared on the shapes of the ranked leaves alone, before `jax.vmap` runs
+(`check_core_dims`). A signature's outputs are compared with what one example returns
+(`OutputChecker`, part of the one callback into the user's function).
+
 
 All arguments and the return value of one example are checked inside one jaxtyping memo scope
 (`jaxtyped("context")` + `typeguard.check_type`), so a dim named in two annotations must have
@@ -24,8 +31,10 @@ import numpy as np
 import typeguard
 
 from ._annotations import annotation_str
-from ._describe import fmt_shape
-from ._errors import AnnotationCheckError, fn_label, hide_from_tracebacks
+from ._bind import BoundCall, bind, shape_of
+from ._describe import LeafAt, core_dim_fixed, core_dim_mismatch, fmt_shape
+from ._errors import AnnotationCheckError, OutputSignatureError, fn_label, hide_from_tracebacks
+from ._signature import CoreDims, TreeDims, compile_dims, fmt_dims, leaf_dims
 from ._spec import CallSpec
 
 hide_from_tracebacks(__file__)
@@ -170,8 +179,168 @@ Invoke = Callable[[tuple[Any, ...], dict[str, Any]], Any]
 
 
 def invoker(spec: CallSpec, check: bool) -> Invoke:
-    """The one callback a call makes into the user's function, checked or not."""
+    """The one callback a call makes into the user's function: checked against the annotations
+    or not, and its result against the signature's outputs if it has any."""
+    call: Invoke
     if check:
-        return Checker(spec)
-    fn = spec.fn
-    return lambda args, kwargs: fn(*args, **kwargs)
+        call = Checker(spec)
+    else:
+        fn = spec.fn
+        call = lambda args, kwargs: fn(*args, **kwargs)
+    if spec.core is not None and spec.core.outputs is not None:
+        return OutputChecker(spec, call)
+    return call
+
+
+# --------------------------------------------------------------------------------------------
+# Named core dims
+
+
+def named_sizes(
+    fn: object, core: CoreDims, bound: BoundCall
+) -> tuple[dict[str, int], dict[str, LeafAt]]:
+    """The size of each named core dim in a call, and the ranked leaf that gave it first.
+
+    Raises `CoreDimError` where like-named dims differ or a fixed size is not met. Reads shapes
+    only, after the rank checks: every ranked leaf has at least its rank."""
+    sizes: dict[str, int] = {}
+    origin: dict[str, LeafAt] = {}
+    for a, argument in enumerate(bound.arguments):
+        checks = core.checks.get(argument.param.name)
+        if checks is None:
+            continue
+        if isinstance(checks, TreeDims):
+            per_leaf = [() if d is None else compile_dims(d) for d in leaf_dims(checks, argument)]
+        else:  # the dims apply to every leaf, whose rank is their number
+            per_leaf = [checks] * len(argument.slots)
+        for j, leaf_checks in enumerate(per_leaf):
+            if not leaf_checks:
+                continue
+            shape = shape_of(bound.leaves[argument.start + j])
+            assert shape is not None  # a ranked leaf
+            for back, name, fixed, broadcastable in leaf_checks:
+                size = shape[back]
+                if broadcastable and size == 1:
+                    continue
+                if fixed is not None:
+                    if size != fixed:
+                        raise core_dim_fixed(fn, core, bound, (a, j), fixed, size)
+                    continue
+                known = sizes.get(name)
+                if known is None:
+                    sizes[name] = size
+                    origin[name] = (a, j)
+                elif known != size:
+                    raise core_dim_mismatch(
+                        fn, core, bound, name, origin[name], known, (a, j), size
+                    )
+    return sizes, origin
+
+
+def check_core_dims(spec: CallSpec, bound: BoundCall) -> None:
+    """Compare the named core dims of a call; raises `CoreDimError`, before `jax.vmap`."""
+    if spec.core is not None:
+        named_sizes(spec.fn, spec.core, bound)
+
+
+class OutputChecker:
+    """Calls one example, then compares its result with the signature's outputs: a tuple of
+    the declared length, each output of its entry's rank, named dims of the sizes the
+    example's arguments (or an earlier output) give them. Under `jax.jit`: once, while
+    tracing."""
+
+    def __init__(self, spec: CallSpec, call: Invoke) -> None:
+        assert spec.core is not None and spec.core.outputs is not None
+        self.spec = spec
+        self.core = spec.core
+        self.outputs = spec.core.outputs
+        self.call = call
+        self.signature = f"`signature={spec.core.signature!r}`"  # for messages
+
+    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        result = self.call(args, kwargs)
+        # The arguments' named dims agree (they were checked before the call): their sizes,
+        # read from the positional arguments directly where the call has nothing else.
+        sizes = None if kwargs else self.core.sizes(args)
+        if sizes is None:
+            sizes, _ = named_sizes(self.spec.fn, self.core, bind(self.spec, args, kwargs))
+        self._check(result, sizes, args, kwargs)
+        return result
+
+    def _error(self, message: str) -> OutputSignatureError:
+        return OutputSignatureError(f"{fn_label(self.spec.fn)}: {message}")
+
+    def _check(
+        self, out: Any, sizes: dict[str, int], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Raise if `out` does not fit."""
+        expected = self.outputs
+        if len(expected) > 1 and not isinstance(out, tuple):
+            raise self._error(
+                f"{self.signature} declares {len(expected)} outputs, so the function must "
+                f"return a tuple of {len(expected)}, but it returned {_what(out)}. Return a "
+                "tuple (not a list), or fix the signature."
+            )
+        outs = out if isinstance(out, tuple) else (out,)
+        if len(outs) != len(expected):
+            raise self._error(
+                f"{self.signature} declares {len(expected)} output(s), but the function "
+                f"returned a tuple of {len(outs)}. Return one value per output, or fix the "
+                "signature."
+            )
+        from_output: dict[str, int] = {}
+        for k, (value, dims) in enumerate(zip(outs, expected)):
+            for leaf in jax.tree_util.tree_leaves(value):
+                shape = shape_of(leaf)
+                if shape is None:
+                    shape = np.shape(leaf)
+                if len(shape) != len(dims):
+                    raise self._error(
+                        f"output {k} of one example has shape {fmt_shape(shape)}, but "
+                        f"{self.signature} gives it the core dims {fmt_dims(dims)} "
+                        f"({_n_dims(len(dims))}). The shapes here are of one example (batch "
+                        "dims excluded); fix what the function returns, or the signature."
+                    )
+                for dim, size in zip(dims, shape):
+                    if dim.size is not None and size != dim.size:
+                        raise self._error(
+                            f"output {k} of one example has shape {fmt_shape(shape)}, but "
+                            f"{self.signature} fixes a dim of it to size {dim.size}."
+                        )
+                    if dim.name is None:
+                        continue
+                    known = sizes.setdefault(dim.name, size)
+                    from_output.setdefault(dim.name, k)
+                    if known != size:
+                        source = self._source(args, kwargs, dim.name, from_output)
+                        raise self._error(
+                            f"output {k} of one example has shape {fmt_shape(shape)}, so its "
+                            f"core dim `{dim.name}` has size {size}, but `{dim.name}` = {known} "
+                            f"from {source} ({self.signature}). Fix what the function returns, "
+                            "or the signature."
+                        )
+
+    def _source(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str, from_output: dict[str, int]
+    ) -> str:
+        """Where a named dim got its size first: an argument of the example, or an output."""
+        bound = bind(self.spec, args, kwargs)
+        _, origin = named_sizes(self.spec.fn, self.core, bound)
+        if name not in origin:
+            return f"output {from_output[name]}"
+        a, j = origin[name]
+        argument = bound.arguments[a]
+        shape = shape_of(bound.leaves[argument.start + j])
+        assert shape is not None
+        return f"argument `{argument.leaf_labels()[j]}` (shape {fmt_shape(shape)})"
+
+
+def _n_dims(n: int) -> str:
+    return f"{n} dim" if n == 1 else f"{n} dims"
+
+
+def _what(value: Any) -> str:
+    shape = shape_of(value)
+    if shape is not None:
+        return f"a single array of shape {fmt_shape(shape)}"
+    return f"a `{type(value).__name__}`"

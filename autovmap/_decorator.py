@@ -15,7 +15,7 @@ from jax.sharding import PartitionSpec
 
 from ._annotations import AnnotationReader, batched_annotation, caller_frame, contains_jaxtyping
 from ._bind import BoundCall, bind, shape_of
-from ._check import Invoke, call_signature, invoker
+from ._check import Invoke, call_signature, check_core_dims, invoker
 from ._describe import Plan, broadcast_error, describe, fmt_shape, rank_too_large
 from ._errors import (
     AnnotationCheckError,
@@ -39,7 +39,8 @@ class BatchedCall:
     """Runs the calls of one auto-vmapped function: bind -> ranked leaves -> plan -> run.
 
     Attached to the functions `auto_vmap` returns as `__autovmap__`, for `plan`, for
-    re-decoration and for `python -m autovmap inspect`.
+    re-decoration and for `python -m autovmap inspect`. `vectorize` makes one per layout of a
+    call (which arguments are passed, and how).
     """
 
     spec: CallSpec
@@ -110,7 +111,7 @@ class BatchedCall:
             if rank is not None and value is not None:
                 if not isinstance(value, jax.Array) or value.ndim != rank:
                     return False
-        return True
+        return self.spec.core is None or self.spec.core.sizes(args) is not None  # named dims
 
     def plan(self, bound: BoundCall) -> VmapPlan | None:
         """The plan of a bound call, `None` when no leaf has batch dims. Raises our shape
@@ -122,12 +123,20 @@ class BatchedCall:
             if len(shape) < rank:
                 raise rank_too_large(self.spec.fn, bound, i)
             batch_shapes.append(shape[: len(shape) - rank])
+        check_core_dims(self.spec, bound)  # named core dims, before broadcasting the batch
         if not any(batch_shapes):
             return None
         try:
             return plan_for(tuple(batch_shapes))
         except IncompatibleBatchShapes as e:
             raise broadcast_error(self.spec.fn, bound, e) from None
+
+    def prepare(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[BatchedCall, tuple[Any, ...], dict[str, Any]]:
+        """The record that runs a call with these arguments, and the arguments it takes: this
+        one, unchanged. (`vectorize`'s record picks one per layout of the call.)"""
+        return self, args, kwargs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,6 +147,7 @@ class Options:
     chunk_size: int | None = None
     axis_name: str | None = None
     spmd_axis_name: Any = None
+    signature: str | None = None  # a gufunc signature: read with the ranks, by `read_spec`
 
     def __post_init__(self) -> None:
         if not isinstance(self.check, bool):
@@ -171,6 +181,11 @@ class Options:
                 "`auto_vmap(spmd_axis_name=...)` takes a mesh axis name, a tuple of them, or a "
                 f"`PartitionSpec` with one entry per leading batch dim; got {spmd!r}."
             )
+        if self.signature is not None and not isinstance(self.signature, str):
+            raise TypeError(
+                "`auto_vmap(signature=...)` takes a gufunc signature such as '(n),(n,n)->()', "
+                f"or None, got {self.signature!r}."
+            )
 
     @property
     def maps_plainly(self) -> bool:
@@ -192,10 +207,15 @@ class AutoVmap:
         chunk_size: Any = _UNSET,
         axis_name: Any = _UNSET,
         spmd_axis_name: Any = _UNSET,
+        signature: Any = _UNSET,
         **keyword_ranks: Any,
     ) -> None:
         given = dict(
-            check=check, chunk_size=chunk_size, axis_name=axis_name, spmd_axis_name=spmd_axis_name
+            check=check,
+            chunk_size=chunk_size,
+            axis_name=axis_name,
+            spmd_axis_name=spmd_axis_name,
+            signature=signature,
         )
         self.options = {name: value for name, value in given.items() if value is not _UNSET}
         Options(**self.options)  # a bad option is an error now, not when decorating
@@ -226,14 +246,22 @@ class AutoVmap:
         reader = AnnotationReader(frame)
         previous = getattr(fn, "__autovmap__", None)
         if isinstance(previous, BatchedCall):  # re-decorating: read the original function
-            ranks = read_spec(previous.spec.fn, self.positional_ranks, self.keyword_ranks, reader)
-            spec = read_spec(
-                previous.spec.fn, (), {**previous.spec.explicit, **ranks.explicit}, reader
-            )
             options = dataclasses.replace(previous.options, **self.options)
+            ranks = read_spec(previous.spec.fn, self.positional_ranks, self.keyword_ranks, reader)
+            explicit = {**previous.spec.explicit, **ranks.explicit}
+            spec = read_spec(
+                previous.spec.fn, (), explicit, reader, options.signature, options.check
+            )
         else:
-            spec = read_spec(fn, self.positional_ranks, self.keyword_ranks, reader)
             options = Options(**self.options)
+            spec = read_spec(
+                fn,
+                self.positional_ranks,
+                self.keyword_ranks,
+                reader,
+                options.signature,
+                options.check,
+            )
         clash = [name for name in self.options if name in spec.signature.parameters]
         if clash:
             raise RankSpecError(
@@ -302,6 +330,7 @@ def auto_vmap(
     chunk_size: int | None = _UNSET,
     axis_name: str | None = _UNSET,
     spmd_axis_name: Any = _UNSET,
+    signature: str | None = _UNSET,
     **keyword_ranks: Any,
 ) -> Any:
     """Make a function written for single examples accept any leading batch dimensions.
@@ -312,7 +341,9 @@ def auto_vmap(
     in parameter order (`self` included), or both, as long as no parameter is named twice.
     Parameters without an explicit rank take it from their jaxtyping annotation
     (`Float[Array, "n n"]` has rank 2); `@auto_vmap`, `@auto_vmap()` and `auto_vmap(fn)` read
-    every rank from annotations.
+    every rank from annotations. A dim string in place of a rank (`m="n n"`), or a NumPy gufunc
+    `signature="(n),(n,n)->()"`, also names the dims: like-named dims must then have equal sizes
+    in every argument, which is checked on each call, from the shapes, before `jax.vmap`.
 
     The batched function takes arguments with any extra leading dimensions. The batch shapes
     (`shape[:ndim - rank]` of each array) broadcast NumPy-style, and every output leaf gets
@@ -347,7 +378,8 @@ def auto_vmap(
         *ranks: ranks of the parameters, in signature order.
         check: with jaxtyping annotations, check every example's arguments and return value
             against them, in one memo scope so named dims agree (once per trace under
-            `jax.jit`, and once per shape signature eagerly). `False` turns the checks off.
+            `jax.jit`, and once per shape signature eagerly). `False` turns these checks off;
+            like-named dims are then still compared, from the shapes, before `jax.vmap`.
         chunk_size: evaluate at most this many examples at a time per device, bounding peak
             memory; results are identical. A sharded batch is chunked on each device's own
             shard: the output keeps the batch's sharding, with no collective added.
@@ -357,17 +389,21 @@ def auto_vmap(
         spmd_axis_name: the mesh axis (or axes) the leading batch dim is sharded over, passed
             to `jax.vmap(spmd_axis_name=...)`; a `PartitionSpec` gives one entry per leading
             batch dim.
+        signature: a NumPy gufunc signature, `"(n),(n,n)->()"`: its entries rank the
+            parameters in order (skipping a leading `self`/`cls` and parameters ranked
+            `None`) and name their dims; its outputs are checked on each example.
         **keyword_ranks: ranks of the parameters, by name. `check`, `chunk_size`,
-            `axis_name` and `spmd_axis_name` are options, so rank parameters with those names
-            positionally.
+            `axis_name`, `spmd_axis_name` and `signature` are options, so rank parameters with
+            those names positionally.
 
     Raises:
         RankSpecError: when decorating, if a rank is invalid or names no parameter, or an
-            annotation gives no fixed rank (`"*b n"`).
+            annotation gives no fixed rank (`"*b n"`), or the signature does not fit.
         TypeError: when decorating something that is not a plain function (a coroutine or
             generator function), or when a call does not fit the signature.
-        RankTooLargeError, BroadcastError, TreeStructureError: when calling, before
-            `jax.vmap` runs, if the arguments do not fit their ranks.
+        RankTooLargeError, BroadcastError, TreeStructureError, CoreDimError: when calling,
+            before `jax.vmap` runs, if the arguments do not fit their ranks or named dims.
+        OutputSignatureError: if an example's result does not fit the signature's outputs.
         AnnotationCheckError: when calling with checks on, if an example does not match the
             annotations.
     """
@@ -383,7 +419,11 @@ def auto_vmap(
                 f"`@auto_vmap({given})` above its definition."
             )
         decorator = AutoVmap(
-            check=check, chunk_size=chunk_size, axis_name=axis_name, spmd_axis_name=spmd_axis_name
+            check=check,
+            chunk_size=chunk_size,
+            axis_name=axis_name,
+            spmd_axis_name=spmd_axis_name,
+            signature=signature,
         )
         return decorator._decorate(fn, caller_frame(1))
     return AutoVmap(
@@ -392,6 +432,7 @@ def auto_vmap(
         chunk_size=chunk_size,
         axis_name=axis_name,
         spmd_axis_name=spmd_axis_name,
+        signature=signature,
         **keyword_ranks,
     )
 
@@ -403,7 +444,8 @@ def plan(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Plan:
     """Work out what calling the auto-vmapped `fn` with these arguments would do.
 
     Nothing is computed: shapes are read, the batch dims broadcast and the `jax.vmap` levels
-    planned, exactly as a call would. Bad shapes raise the same errors a call raises.
+    planned, exactly as a call would. Bad shapes raise the same errors a call raises. `fn` is
+    a function returned by `auto_vmap` or by `autovmap.vectorize`.
 
     ```python
     import jax.numpy as jnp
@@ -418,13 +460,14 @@ def plan(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Plan:
     print(p)
     ```
     """
-    call = getattr(fn, "__autovmap__", None)
-    if not isinstance(call, BatchedCall):
+    record: Any = getattr(fn, "__autovmap__", None)  # a `BatchedCall`, or `vectorize`'s
+    if not callable(getattr(record, "prepare", None)):
         raise TypeError(
             f"`autovmap.plan` takes a function returned by `auto_vmap`; got {fn!r}, which "
             "auto_vmap did not decorate (or which it left unchanged: it had nothing to batch)."
         )
     if inspect.ismethod(fn):  # a bound method: its instance is the first argument
         args = (fn.__self__, *args)  # type: ignore[assignment]
-    bound = bind(call.spec, args, kwargs)
+    call, call_args, call_kwargs = record.prepare(args, kwargs)
+    bound = bind(call.spec, call_args, call_kwargs)
     return describe(call.spec.fn, bound, call.plan(bound), call.options.chunk_size)

@@ -9,8 +9,9 @@ import dataclasses
 from collections.abc import Sequence
 
 from ._bind import BoundCall, shape_of
-from ._errors import BroadcastError, RankTooLargeError, fn_label
+from ._errors import BroadcastError, CoreDimError, RankTooLargeError, fn_label
 from ._plan import IncompatibleBatchShapes, Shape, VmapPlan
+from ._signature import ArgDims, CoreDims, fmt_dims, leaf_dims
 
 
 def fmt_shape(shape: Shape) -> str:
@@ -33,7 +34,7 @@ class LeafPlan:
     Attributes:
         argument: the parameter, with the pytree path of the leaf (`p['w']`, `*args[1]`).
         rank: the per-example rank of the leaf.
-        source: where the rank came from: `"explicit"` or `"annotation"`.
+        source: where the rank came from: `"explicit"`, `"signature"` or `"annotation"`.
         shape: the shape passed.
         batch_shape: `shape[:ndim - rank]`.
         in_axes: the leaf's `in_axes` at each `jax.vmap` level, outermost first: `0` where it
@@ -175,4 +176,84 @@ def broadcast_error(fn: object, bound: BoundCall, error: IncompatibleBatchShapes
         "1 (a size-1 or missing dimension stretches). Make the sizes agree, or insert a size-1 "
         f"axis (e.g. `{example}[:, None]`) to combine every example of one argument with every "
         "example of another."
+    )
+
+
+# A ranked leaf of a call: (index of its argument in `BoundCall.arguments`, index among the
+# argument's ranked leaves).
+LeafAt = tuple[int, int]
+
+
+def _leaf(core: CoreDims, bound: BoundCall, at: LeafAt) -> tuple[str, Shape, ArgDims]:
+    """The label, shape and core dims of one ranked leaf of a call."""
+    argument = bound.arguments[at[0]]
+    dims = leaf_dims(core.params[argument.param.name], argument)[at[1]]
+    shape = shape_of(bound.leaves[argument.start + at[1]])
+    assert dims is not None and shape is not None
+    return argument.leaf_labels()[at[1]], shape, dims
+
+
+def _core_dim_table(core: CoreDims, bound: BoundCall) -> str:
+    """Every ranked leaf with named dims: its shape, its core dims, and their sizes."""
+    rows = []
+    for argument in bound.arguments:
+        if argument.param.name not in core.params:
+            continue
+        per_leaf = leaf_dims(core.params[argument.param.name], argument)
+        for j, (label, dims) in enumerate(zip(argument.leaf_labels(), per_leaf)):
+            shape = shape_of(bound.leaves[argument.start + j])
+            if dims is None or shape is None:
+                continue
+            core_shape = shape[len(shape) - len(dims) :]
+            named = dict.fromkeys(f"{d}={s}" for d, s in zip(dims, core_shape) if d.name)
+            sizes = " ".join(named)  # `n=2 n=3` shows a mismatch within one argument
+            rows.append([label, fmt_shape(shape), fmt_dims(dims), sizes or "-"])
+    return render_table(["argument", "shape", "core dims", "named sizes"], rows)
+
+
+def _in_signature(core: CoreDims) -> str:
+    return "" if core.signature is None else f" (signature {core.signature!r})"
+
+
+def core_dim_mismatch(
+    fn: object,
+    core: CoreDims,
+    bound: BoundCall,
+    name: str,
+    first: LeafAt,
+    known: int,
+    second: LeafAt,
+    size: int,
+) -> CoreDimError:
+    first_label, _, _ = _leaf(core, bound, first)
+    second_label, _, _ = _leaf(core, bound, second)
+    stretch = (
+        " A size-1 core dim does not stretch: only batch dims broadcast."
+        if 1 in (known, size)
+        else ""
+    )
+    where = (
+        f"sizes {known} and {size} within argument `{first_label}`"
+        if first_label == second_label
+        else f"size {known} in argument `{first_label}` but size {size} in argument "
+        f"`{second_label}`"
+    )
+    return CoreDimError(
+        f"{fn_label(fn)}: core dim `{name}` has {where}{_in_signature(core)}.\n"
+        f"{_core_dim_table(core, bound)}\n"
+        f"Like-named core dims must have the same size in every argument.{stretch} Make the "
+        f"`{name}` dims of `{first_label}` and `{second_label}` agree, or give them different "
+        "names if they may differ."
+    )
+
+
+def core_dim_fixed(
+    fn: object, core: CoreDims, bound: BoundCall, at: LeafAt, fixed: int, size: int
+) -> CoreDimError:
+    label, _, dims = _leaf(core, bound, at)
+    return CoreDimError(
+        f"{fn_label(fn)}: argument `{label}` has core dims {fmt_dims(dims)}, which fix a size "
+        f"of {fixed}, but the size there is {size}{_in_signature(core)}.\n"
+        f"{_core_dim_table(core, bound)}\nPass `{label}` with that dim of size {fixed}, or "
+        "name the dim instead of fixing its size."
     )

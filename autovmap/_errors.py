@@ -49,6 +49,19 @@ class TreeStructureError(BatchShapeError):
     """An argument's pytree structure does not match the pytree of ranks given for it."""
 
 
+class CoreDimError(BatchShapeError):
+    """Like-named core dims of the arguments have different sizes, or a core dim of fixed size
+    has another; from a `signature=`, dim strings such as `v="n"`, or annotations."""
+
+
+class OutputSignatureError(AutoVmapError, TypeError, ValueError):
+    """One example's return value does not fit the outputs of the signature: not a tuple of
+    the declared length, an output of another rank, or a named dim of another size.
+
+    Subclasses both `TypeError` and `ValueError`, as `jnp.vectorize` raises either for these.
+    """
+
+
 class AnnotationCheckError(AutoVmapError, jaxtyping.TypeCheckError):
     """An example does not match the function's jaxtyping annotations (shape, dims or dtype)."""
 
@@ -59,7 +72,11 @@ class NothingToBatchWarning(UserWarning):
 
 def fn_label(fn: Any) -> str:
     """`` `auto_vmap(name)` ``: how messages name the decorated function (a callable object by
-    its class, a `functools.partial` by the function it wraps)."""
+    its class, a `functools.partial` by the function it wraps). A function that names itself
+    with `__autovmap_label__` (what `vectorize` calls) is named so: `` `vectorize(name)` ``."""
+    label = getattr(fn, "__autovmap_label__", None)
+    if isinstance(label, str):
+        return label
     while isinstance(fn, functools.partial):
         fn = fn.func
     name = getattr(fn, "__qualname__", None) or type(fn).__qualname__

@@ -23,9 +23,19 @@ from ._annotations import (
     annotation_str,
 )
 from ._errors import RankSpecError, fn_label
+from ._signature import (
+    CoreDims,
+    Gufunc,
+    dim_string_error,
+    dims_of_string,
+    parse_signature,
+    read_core_dims,
+    signature_error,
+)
 
 # A rank is `None` (not batched), an `int >= 0`, or a pytree of those (prefix semantics, like
 # `jax.vmap`'s `in_axes`). Ranks read from annotations may also be a `FieldRanks`/`EachRank`.
+# Explicit ranks may hold dim strings (`"n k"`) too; `ParamRank.rank` has their int ranks.
 RankTree = Any
 
 _P = inspect.Parameter
@@ -43,7 +53,7 @@ class ParamRank:
     index: int  # position in the signature
     kind: inspect._ParameterKind
     rank: RankTree
-    source: str  # "explicit", "annotation" or "none"
+    source: str  # "explicit", "signature", "annotation" or "none"
 
     def label(self, key: int | str) -> str:
         """How messages name the argument bound to this parameter at `key` (a position in
@@ -64,6 +74,8 @@ class CallSpec:
     signature: inspect.Signature
     annotations: Mapping[str, Any]  # resolved annotations by name, "return" included
     explicit: Mapping[str, RankTree]  # the explicit ranks, validated, by parameter name
+    gufunc: Gufunc | None  # the `signature=` option, parsed
+    core: CoreDims | None  # the named core dims to check on each call; `None`: none
     params: tuple[ParamRank, ...]
     positional: tuple[ParamRank, ...]  # parameters that positional arguments fill, in order
     by_keyword: Mapping[str, ParamRank]  # parameters a keyword argument may name
@@ -91,15 +103,27 @@ class CallSpec:
 def _invalid_rank(fn: Any, name: str, rank: object, detail: str) -> RankSpecError:
     return RankSpecError(
         f"{fn_label(fn)}: the rank given for parameter `{name}` is {rank!r}, {detail}. A rank is "
-        "an int >= 0 (the number of dimensions of one example), `None` (not batched), or a "
-        "pytree of those matching the argument, like `jax.vmap`'s `in_axes`."
+        'an int >= 0 (the number of dimensions of one example), a dim string such as `"n k"` '
+        "(rank 2, with named dims), `None` (not batched), or a pytree of those matching the "
+        "argument, like `jax.vmap`'s `in_axes`."
     )
 
 
+def _dim_string(fn: Any, name: str, text: str) -> str:
+    try:
+        dims_of_string(text)
+    except ValueError as e:
+        raise dim_string_error(fn, name, text, e) from None
+    return text
+
+
 def validate_rank(fn: Any, name: str, rank: object) -> RankTree:
-    """Check one user-given rank; return it with every int leaf normalised to `int`."""
+    """Check one user-given rank; return it with every int leaf normalised to `int` (dim
+    strings are kept: `read_core_dims` reads their names)."""
     if rank is None:
         return None
+    if isinstance(rank, str):
+        return _dim_string(fn, name, rank)
     if isinstance(rank, bool):
         raise _invalid_rank(fn, name, rank, "a bool; write 0 or 1 if you meant a rank")
     if isinstance(rank, numbers.Integral):
@@ -110,13 +134,20 @@ def validate_rank(fn: Any, name: str, rank: object) -> RankTree:
     if len(leaves) == 1 and leaves[0] is rank:  # itself a leaf: a float, a str, a function...
         raise _invalid_rank(fn, name, rank, f"of type `{type(rank).__name__}`")
     for leaf in leaves:
-        if leaf is not None and (
+        if isinstance(leaf, str):
+            _dim_string(fn, name, leaf)
+        elif leaf is not None and (
             isinstance(leaf, bool) or not isinstance(leaf, numbers.Integral) or leaf < 0
         ):
             raise _invalid_rank(
-                fn, name, rank, f"a pytree with the leaf {leaf!r}, which is not an int >= 0 or None"
+                fn,
+                name,
+                rank,
+                f"a pytree with the leaf {leaf!r}, which is not an int >= 0, a dim string or None",
             )
-    return jax.tree_util.tree_unflatten(treedef, [None if r is None else int(r) for r in leaves])
+    return jax.tree_util.tree_unflatten(
+        treedef, [r if r is None or isinstance(r, str) else int(r) for r in leaves]
+    )
 
 
 def _explicit_ranks(
@@ -238,9 +269,13 @@ def read_spec(
     positional_ranks: tuple[object, ...],
     keyword_ranks: Mapping[str, object],
     reader: AnnotationReader,
+    gufunc: str | Gufunc | None = None,
+    check: bool = True,
 ) -> CallSpec:
-    """Read `fn` once: its signature, resolved annotations, and each parameter's rank, the
-    explicit one winning over the annotation's."""
+    """Read `fn` once: its signature, resolved annotations, and each parameter's rank: the
+    explicit one (an int, or a dim string) wins over the entry of `gufunc` (the `signature=`
+    option), which wins over the annotation's. Like-named dims, which calls compare, come
+    from the same places; with `check`, names from annotations alone are left to jaxtyping."""
     target = _annotated_function(fn)
     _refuse_non_functions(fn, target)
     signature = _signature(fn)
@@ -256,17 +291,34 @@ def read_spec(
             annotations[name] = reader.resolve(annotation, globalns)
         except Exception as e:  # noqa: BLE001 - NameError, SyntaxError...: reported if needed
             unresolved[name] = f"{type(e).__name__}: {e}"
-    inferred = _annotation_ranks(fn, signature, annotations, unresolved, explicit, reader)
+    gufunc = _parse_gufunc(fn, gufunc)
+    ints, from_signature, core = read_core_dims(
+        fn, signature, explicit, gufunc, annotations, check, reader
+    )
+    inferred = _annotation_ranks(
+        fn, signature, annotations, unresolved, {**explicit, **from_signature}, reader
+    )
     params = []
     for index, p in enumerate(signature.parameters.values()):
         if p.name in explicit:
-            rank, source = explicit[p.name], "explicit"
+            rank, source = ints[p.name], "explicit"
+        elif p.name in from_signature:
+            rank, source = from_signature[p.name], "signature"
         elif inferred.get(p.name) is not None:
             rank, source = inferred[p.name], "annotation"
         else:
             rank, source = None, "none"
         params.append(ParamRank(p.name, index, p.kind, rank, source))
-    return _layout(fn, signature, annotations, explicit, tuple(params))
+    return _layout(fn, signature, annotations, explicit, gufunc, core, tuple(params))
+
+
+def _parse_gufunc(fn: Any, signature: str | Gufunc | None) -> Gufunc | None:
+    if signature is None or isinstance(signature, Gufunc):
+        return signature
+    try:
+        return parse_signature(signature)
+    except (TypeError, ValueError) as e:
+        raise signature_error(fn_label(fn), signature, e) from None
 
 
 def _layout(
@@ -274,6 +326,8 @@ def _layout(
     signature: inspect.Signature,
     annotations: dict[str, Any],
     explicit: dict[str, RankTree],
+    gufunc: Gufunc | None,
+    core: CoreDims | None,
     params: tuple[ParamRank, ...],
 ) -> CallSpec:
     def of_kind(*kinds: inspect._ParameterKind) -> tuple[ParamRank, ...]:
@@ -311,6 +365,8 @@ def _layout(
         signature=signature,
         annotations=annotations,
         explicit=explicit,
+        gufunc=gufunc,
+        core=core,
         params=params,
         positional=positional,
         by_keyword={p.name: p for p in of_kind(_P.POSITIONAL_OR_KEYWORD, _P.KEYWORD_ONLY)},

@@ -9,7 +9,7 @@ import pytest
 import typeguard
 from jaxtyping import Array, Float, Int, TypeCheckError, jaxtyped
 
-from autovmap import AnnotationCheckError, auto_vmap
+from autovmap import AnnotationCheckError, CoreDimError, auto_vmap
 
 
 @auto_vmap
@@ -81,12 +81,32 @@ def test_wrong_return_shape_is_caught():
         f(jnp.ones(3))
 
 
-def test_check_false_turns_checks_off():
+def test_check_false_turns_per_example_checks_off():
+    @auto_vmap(check=False)
+    def loose(i: Int[Array, "n"], x: Float[Array, "n"]) -> Float[Array, ""]:
+        return x * i  # claims a scalar, returns a vector
+
+    # dtypes and the return value are no longer checked ...
+    assert loose(jnp.ones((2, 3)), jnp.ones((2, 3))).shape == (2, 3)
+
+
+def test_check_false_still_compares_named_dims_by_shape():
+    # ... but like-named dims still are, by shape, before `jax.vmap`: a size-1 `b` would
+    # otherwise silently broadcast (see docs/ranks.md, "Named core dims").
     @auto_vmap(check=False)
     def loose(a: Float[Array, "n"], b: Float[Array, "n"]) -> Float[Array, "n"]:
         return a + b
 
-    assert loose(jnp.ones((2, 3)), jnp.ones((2, 1))).shape == (2, 3)
+    with pytest.raises(
+        CoreDimError, match=r"`n` has size 3 in argument `a` but size 1 in argument `b`"
+    ):
+        loose(jnp.ones((2, 3)), jnp.ones((2, 1)))
+
+    @auto_vmap(check=False)
+    def anonymous(a: Float[Array, "_n"], b: Float[Array, "#n"]) -> Float[Array, "n"]:
+        return a + b  # `_n` is anonymous; `#n` accepts size 1: nothing to compare
+
+    assert anonymous(jnp.ones((2, 3)), jnp.ones((2, 1))).shape == (2, 3)
 
 
 def test_checks_also_apply_with_explicit_ranks():

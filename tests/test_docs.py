@@ -40,7 +40,7 @@ def test_readme_opens_with_the_two_commands():
     assert commands[1].startswith("python3 -m venv .venv && ") and commands[1] in ci
 
 
-@pytest.mark.parametrize("name", ["auto_vmap", "plan"])
+@pytest.mark.parametrize("name", ["auto_vmap", "plan", "vectorize"])
 def test_docstring_examples_run(name):
     import autovmap
 
