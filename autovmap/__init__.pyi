@@ -9,7 +9,15 @@ Docstrings repeat the first line of the code's, for editors that read only the s
 # narrower comes first and a call takes the first that matches.
 # mypy: disable-error-code="overload-overlap"
 
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 from types import CodeType
 from typing import (
@@ -32,11 +40,12 @@ from typing_extensions import deprecated
 
 __version__: str
 
-# A rank: an int >= 0 (a NumPy integer too), `None` (not batched), or a pytree of those, like
-# `jax.vmap`'s `in_axes`. Not `SupportsIndex`, which NumPy and JAX arrays satisfy too. Negative
-# and bool ranks are errors that this type cannot exclude, and mypy takes a `str` for a
-# sequence of ranks: the mypy plugin `autovmap.mypy_plugin` reports those.
-_Rank: TypeAlias = int | np.integer[Any] | None | Sequence[_Rank] | Mapping[Any, _Rank]
+# A rank: an int >= 0 (a NumPy integer too), `None` (not batched), a jaxtyping-style dim string
+# (`"n k"`: rank 2, with named dims), or a pytree of those, like `jax.vmap`'s `in_axes`. Not
+# `SupportsIndex`, which NumPy and JAX arrays satisfy too. Negative and bool ranks, and dim
+# strings with no fixed rank, are errors that this type cannot exclude: the mypy plugin
+# `autovmap.mypy_plugin` reports those.
+_Rank: TypeAlias = int | np.integer[Any] | str | None | Sequence[_Rank] | Mapping[Any, _Rank]
 
 class _Options(TypedDict, total=False):
     """The options of `auto_vmap(fn, ...)`. A new option goes here, and in the first overload
@@ -46,6 +55,7 @@ class _Options(TypedDict, total=False):
     chunk_size: int | None
     axis_name: str | None
     spmd_axis_name: str | tuple[str, ...] | PartitionSpec | None
+    signature: str | None
 
 class AutoVmapError(Exception):
     """Base class of every error raised by `autovmap` itself."""
@@ -64,6 +74,14 @@ class BroadcastError(BatchShapeError):
 
 class TreeStructureError(BatchShapeError):
     """An argument's pytree structure does not match the pytree of ranks given for it."""
+
+class CoreDimError(BatchShapeError):
+    """Like-named core dims of the arguments have different sizes, or a core dim of fixed size
+    has another; from a `signature=`, dim strings such as `v="n"`, or annotations."""
+
+class OutputSignatureError(AutoVmapError, TypeError, ValueError):
+    """One example's return value does not fit the outputs of the signature: not a tuple of
+    the declared length, an output of another rank, or a named dim of another size."""
 
 class AnnotationCheckError(AutoVmapError, TypeCheckError):
     """An example does not match the function's jaxtyping annotations (shape, dims or dtype)."""
@@ -159,6 +177,7 @@ class AutoVmap:
         chunk_size: int | None = None,
         axis_name: str | None = None,
         spmd_axis_name: str | tuple[str, ...] | PartitionSpec | None = None,
+        signature: str | None = None,
         **keyword_ranks: _Rank,
     ) -> None: ...
     # `AutoVmap(**ranks)` with a `dict[str, int]`: both checkers match a `**` argument against
@@ -296,6 +315,7 @@ def auto_vmap(
     chunk_size: int | None = None,
     axis_name: str | None = None,
     spmd_axis_name: str | tuple[str, ...] | PartitionSpec | None = None,
+    signature: str | None = None,
     **keyword_ranks: _Rank,
 ) -> AutoVmap: ...
 @overload
@@ -327,3 +347,20 @@ class Plan:
     chunk_size: int | None = None
 
 def plan(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Plan: ...
+
+# `vectorize(f)`, and `functools.partial(vectorize, signature=...)` as a decorator. Inputs are
+# converted with `jnp.asarray`, so a function returning a scalar returns an array when batched.
+@overload
+def vectorize(
+    pyfunc: Callable[_P, _Leaf],
+    *,
+    excluded: Collection[int | str] = ...,
+    signature: str | None = None,
+) -> Callable[_P, Array | _Leaf]: ...
+@overload
+def vectorize(
+    pyfunc: Callable[_P, _R],
+    *,
+    excluded: Collection[int | str] = ...,
+    signature: str | None = None,
+) -> Callable[_P, _R]: ...

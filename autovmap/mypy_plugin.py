@@ -6,10 +6,14 @@ Enable it with `plugins = autovmap.mypy_plugin` in the mypy configuration. It re
 - more positional ranks than the function has parameters (positional ranks fill the
   parameters in signature order, whatever their kind, `self` and `cls` included);
 - a parameter given a rank both positionally and by keyword;
-- a rank, or pytree leaf of one, that is negative, a bool or a string, whether written as a
-  literal or held in a variable of that type: the stub's rank type cannot exclude these
-  (`bool` is an `int`, and mypy takes a `str` for a sequence);
-- an option of the wrong type or value: `check` not a bool, `chunk_size` below 1 or a bool;
+- a rank, or pytree leaf of one, that is negative or a bool, whether written as a literal or
+  held in a variable of that type: the stub's rank type cannot exclude these (`bool` is an
+  `int`);
+- a dim string (a `str` rank, `"n k"`) known to the checker that gives no fixed rank (a
+  variadic `*b` or `...`) or is written in gufunc syntax (`"(n,k)"`, which belongs in
+  `signature=`);
+- an option of the wrong type or value: `check` not a bool, `chunk_size` below 1 or a bool, a
+  `signature` (known to the checker) that is not a gufunc signature;
 - an `async def` or generator function.
 
 How: a signature hook on `auto_vmap(...)` (and `autovmap(...)`, `AutoVmap(...)`) checks the
@@ -26,6 +30,7 @@ This module imports only mypy, never jax: mypy loads it in its own process.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 
 from mypy.errorcodes import ErrorCode
@@ -72,22 +77,42 @@ _KEYWORDS = "autovmap.keyword_ranks"
 _REFUSED_RETURNS = ("typing.Coroutine", "typing.Iterator", "typing.AsyncIterator")
 
 
+# A gufunc signature, whitespace removed: entries of names or integers, `->`, entries.
+_ENTRIES = r"\((\w+(,\w+)*)?\)(,\((\w+(,\w+)*)?\))*"
+_GUFUNC = re.compile(f"{_ENTRIES}->{_ENTRIES}")
+
+
+def _bad_dim_string(text: str) -> bool:
+    """A dim string with no fixed rank, or in gufunc syntax (`auto_vmap` parses dim strings
+    with jaxtyping, which this module does not import: these are the mistakes to expect)."""
+    return text.lstrip().startswith("(") or any(
+        token.lstrip("#").startswith("*") or token == "..." for token in text.split()
+    )
+
+
 def _bad_rank(api: CheckerPluginInterface, typ: Type) -> str | None:
-    """What makes a rank of this type invalid (`"-1"`, "a `str`"), if it certainly is."""
+    """What makes a rank of this type invalid (`"-1"`, "a `bool`"), if it certainly is."""
     typ = get_proper_type(typ)
     if isinstance(typ, Instance) and typ.last_known_value is not None:
         typ = typ.last_known_value
     if isinstance(typ, LiteralType):
         value = typ.value
-        if isinstance(value, (bool, str)) or (isinstance(value, int) and value < 0):
+        if isinstance(value, bool) or (isinstance(value, int) and value < 0):
             return repr(value)
+        if isinstance(value, str) and _bad_dim_string(value):
+            return (
+                f"{value!r}, a dim string with no fixed rank (a variadic dim, or gufunc "
+                "syntax, which goes in `signature=`)"
+            )
         return None
     if isinstance(typ, TupleType):
         return next(filter(None, (_bad_rank(api, item) for item in typ.items)), None)
     if not isinstance(typ, Instance):
         return None  # Any, a union, a type variable: it may be a valid rank
-    if typ.type.fullname in ("builtins.str", "builtins.bool"):
+    if typ.type.fullname == "builtins.bool":
         return f"a `{typ.type.name}`"
+    if typ.type.fullname == "builtins.str":
+        return None  # a dim string
     # mypy imports `mypy.maptype` after `mypy.types`: importing it first is circular.
     from mypy.maptype import map_instance_to_supertype
 
@@ -110,14 +135,15 @@ def _check_leaves(api: CheckerPluginInterface, rank: Expression) -> None:
             _check_leaves(api, item)
     elif (problem := _bad_rank(api, api.get_expression_type(rank))) is not None:
         api.fail(
-            f"A rank is an int >= 0, None, or a pytree of those; got {problem}",
+            f"A rank is an int >= 0, None, a dim string, or a pytree of those; got {problem}",
             rank,
             code=RANK_SPEC,
         )
 
 
 def _check_option(api: CheckerPluginInterface, name: str, value: Expression) -> None:
-    """Report a `check` that is not a bool, a `chunk_size` that is a bool or below 1."""
+    """Report a `check` that is not a bool, a `chunk_size` that is a bool or below 1, a literal
+    `signature` that is not a gufunc signature."""
     typ = get_proper_type(api.get_expression_type(value))
     literal = typ.last_known_value if isinstance(typ, Instance) else typ
     if isinstance(typ, LiteralType):  # a `Final` name
@@ -132,6 +158,17 @@ def _check_option(api: CheckerPluginInterface, name: str, value: Expression) -> 
         and literal.value < 1
     ):
         api.fail("`auto_vmap(chunk_size=...)` takes an int >= 1 or None", value, code=OPTION)
+    elif (
+        name == "signature"
+        and isinstance(literal, LiteralType)
+        and isinstance(literal.value, str)
+        and not _GUFUNC.fullmatch("".join(literal.value.split()))
+    ):
+        api.fail(
+            "`auto_vmap(signature=...)` takes a gufunc signature such as '(n),(n,n)->()'",
+            value,
+            code=OPTION,
+        )
 
 
 def _options(api: CheckerPluginInterface) -> frozenset[str]:

@@ -355,3 +355,27 @@ def test_no_names_no_cost():
 
 def test_repr_shows_the_signature():
     assert repr(auto_vmap(signature="(n)->()")) == "auto_vmap(signature='(n)->()')"
+
+
+def test_redecorating_keeps_the_signature_and_dim_strings():
+    chunked = auto_vmap(chunk_size=2)(quad)  # reads the original: its signature still applies
+    args = (2.0, jnp.ones((5, 3)), jnp.ones((5, 3, 3)))
+    np.testing.assert_allclose(chunked(*args), quad(*args))
+    with pytest.raises(CoreDimError, match="signature"):
+        chunked(2.0, jnp.ones((4, 3)), jnp.ones((4, 2, 2)))
+    named = auto_vmap(s="", v="n", m="n n")(quad.__wrapped__)
+    with pytest.raises(CoreDimError):
+        auto_vmap(check=False)(named)(2.0, jnp.ones(3), jnp.ones((2, 2)))
+    replaced = auto_vmap(signature="(),(n),(k,k)->()")(quad)
+    assert replaced.__autovmap__.spec.gufunc.text == "(),(n),(k,k)->()"
+
+
+def test_outputs_are_checked_in_chunks_too():
+    f = auto_vmap(signature="(n)->()", chunk_size=2)(lambda x: x)
+    with pytest.raises(OutputSignatureError, match="output 0 of one example has shape"):
+        f(jnp.ones((5, 3)))
+
+
+def test_signature_option_must_be_a_string():
+    with pytest.raises(TypeError, match=r"`auto_vmap\(signature=...\)` takes a gufunc"):
+        auto_vmap(signature=["(n)->()"])

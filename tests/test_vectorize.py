@@ -777,3 +777,15 @@ def test_jax_scipy_special_elementwise(name):
     assert ours.shape == batch
     expected = loop(jax.jit(fn), args, [0] * len(args), batch)  # jit: one compile, not eager
     np.testing.assert_allclose(ours, expected, rtol=1e-5)
+
+
+def test_plan_of_a_vectorized_function():
+    dot = vectorize(jnp.dot, signature="(n),(n)->()")
+    p = autovmap.plan(dot, jnp.ones((4, 1, 3)), jnp.ones((5, 3)))
+    assert p.function == "vectorize(dot)" and p.batch_shape == (4, 5)
+    assert [(leaf.argument, leaf.source) for leaf in p.leaves] == [
+        ("a", "signature"),
+        ("b", "signature"),
+    ]
+    with pytest.raises(CoreDimError, match="vectorize"):
+        autovmap.plan(dot, jnp.ones((4, 3)), jnp.ones(2))

@@ -23,11 +23,14 @@ from autovmap import (
     AutoVmapError,
     BatchShapeError,
     BroadcastError,
+    CoreDimError,
+    OutputSignatureError,
     RankSpecError,
     RankTooLargeError,
     TreeStructureError,
     auto_vmap,
     autovmap,
+    vectorize,
 )
 
 
@@ -305,6 +308,8 @@ errors: tuple[type[AutoVmapError], ...] = (
     BroadcastError,
     TreeStructureError,
     AnnotationCheckError,
+    CoreDimError,
+    OutputSignatureError,
 )
 assert all(issubclass(error, AutoVmapError) for error in errors)
 assert issubclass(BroadcastError, BatchShapeError) and issubclass(RankSpecError, ValueError)
@@ -314,3 +319,37 @@ try:
 except BroadcastError as error:
     assert_type(error, BroadcastError)
 assert_type(autovmap_module.__version__, str)
+
+
+# Named core dims: `signature=` and dim strings; `vectorize` keeps the parameters too.
+@auto_vmap(signature="(n),(n,n)->(n)")
+def by_signature(v: Array, w: Array, /) -> Array:
+    return w @ v
+
+
+@auto_vmap(v="n", w="n n")
+def by_dim_strings(v: Array, w: Array, /) -> Array:
+    return w @ v
+
+
+@auto_vmap({"a": "n", "b": None}, "n n", signature=None)
+def by_pytree_dim_strings(p: dict[str, Array], w: Array, /) -> Array:
+    return w @ p["a"]
+
+
+def length(v: Array) -> int:
+    return v.size
+
+
+assert_type(by_signature, Callable[[Array, Array], Array])
+assert_type(by_dim_strings, Callable[[Array, Array], Array])
+assert_type(vectorize(plain, signature="(n),(n,n)->(n)"), Callable[[Array, Array], Array])
+assert_type(vectorize(plain, excluded={1, "w"}), Callable[[Array, Array], Array])
+assert_type(vectorize(length, signature="(n)->()")(x), Array | int)
+assert by_signature(x, m).shape == (4, 3) and by_dim_strings(x, m).shape == (4, 3)
+assert by_pytree_dim_strings({"a": x, "b": m}, m).shape == (4, 3)
+try:
+    by_signature(x, ones(2, 2))
+    raise AssertionError("n is 3 in v and 2 in w")
+except CoreDimError as error:
+    assert_type(error, CoreDimError)

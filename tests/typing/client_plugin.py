@@ -82,8 +82,28 @@ def boolean(a: Array) -> Array:
     return a
 
 
-@auto_vmap(a="n n")  # E: a jaxtyping dim string is not a rank
+@auto_vmap(a="n n")  # a jaxtyping dim string: rank 2, with named dims
 def dims(a: Array) -> Array:
+    return a
+
+
+@auto_vmap(a="*b n")  # E: a dim string with a variadic dim has no fixed rank
+def variadic_dims(a: Array) -> Array:
+    return a
+
+
+@auto_vmap(a="(n,n)")  # E: gufunc syntax belongs in `signature=`
+def gufunc_dims(a: Array) -> Array:
+    return a
+
+
+@auto_vmap(signature="(n,n)->()")  # an option, not a rank
+def signature_option(a: Array) -> Array:
+    return a
+
+
+@auto_vmap(signature="(n,n)")  # E: a signature has outputs
+def no_outputs(a: Array) -> Array:
     return a
 
 
@@ -136,10 +156,13 @@ def batch_two(fn: Callable[[Array, Array], Array]) -> Callable[[Array, Array], A
 
 # Ranks held in variables are checked by their type; options are not ranks.
 DIMS = "n n"
+VARIADIC: Final = "*b n"
 flag = True
 dims_ranks = {"a": (1, [DIMS])}
-auto_vmap(a=DIMS)  # E: a `str` rank, held in a variable
-auto_vmap(a=(1, [DIMS]))  # E: a `str` deep in a pytree
+auto_vmap(a=DIMS)  # a dim string, held in a variable
+auto_vmap(a=(1, [DIMS]))  # dim strings deep in a pytree
+auto_vmap(a=VARIADIC)  # E: a dim string with no fixed rank, through a `Final` name
+auto_vmap(a=(1, [VARIADIC]))  # E: deep in a pytree
 auto_vmap(a=flag)  # E: a `bool` rank, held in a variable
 auto_vmap(a=np.int64(1), b=(np.int32(0), None))  # NumPy integers are ranks
 auto_vmap(a=1, **{"check": False, "chunk_size": 8})  # options, from a literal dict
