@@ -73,7 +73,7 @@ def report(name: str, record: BatchedCall) -> str:
             [
                 param.name,
                 "-" if annotation is inspect.Parameter.empty else annotation_str(annotation),
-                "None" if param.rank is None else repr(param.rank),
+                repr(record.spec.explicit.get(param.name, param.rank)),  # dim strings as given
                 param.source,
                 _notes(record, param.name, param.rank),
             ]
@@ -81,6 +81,8 @@ def report(name: str, record: BatchedCall) -> str:
     options = [f"checks {'on' if record.options.check else 'off'}"]
     if record.options.chunk_size is not None:
         options.append(f"chunk_size={record.options.chunk_size}")
+    if record.options.signature is not None:
+        options.append(f"signature={record.options.signature!r}")
     table = render_table(["parameter", "annotation", "rank", "from", "note"], rows)
     return f"{name} ({', '.join(options)})\n{table}"
 

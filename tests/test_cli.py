@@ -67,6 +67,29 @@ def test_inspect_reports_every_function_with_ranks_sources_and_notes(tmp_path, m
     assert code == 0 and out.startswith("Model.apply") and "quad" not in out
 
 
+def test_inspect_shows_signatures_and_dim_strings(tmp_path, monkeypatch, capsys):
+    (tmp_path / "cli_named.py").write_text(
+        textwrap.dedent("""
+            from autovmap import auto_vmap
+
+            @auto_vmap(signature="(n),(n)->()")
+            def dot(a, b):
+                return a @ b
+
+            @auto_vmap(a="n", b=None)
+            def first(a, b):
+                return a
+        """)
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code, out = run(["inspect", "cli_named"], capsys)
+    assert code == 0
+    dot, first = out.split("\n\n")
+    assert dot.splitlines()[0] == "dot (checks off, signature='(n),(n)->()')"
+    assert dot.splitlines()[2].split() == ["a", "-", "1", "signature"]
+    assert first.splitlines()[2].split() == ["a", "-", "'n'", "explicit"]
+
+
 def test_inspect_reports_spec_problems_and_missing_functions(tmp_path, monkeypatch, capsys):
     (tmp_path / "cli_broken.py").write_text(
         "from autovmap import auto_vmap\n\n@auto_vmap(y=1)\ndef f(x):\n    return x\n"
