@@ -20,6 +20,7 @@ from autovmap import RankSpecError, auto_vmap
         ({"axis_name": 0}, TypeError, "axis_name"),
         ({"axis_name": "batch", "chunk_size": 2}, ValueError, "chunk at a time"),
         ({"spmd_axis_name": 3}, TypeError, "spmd_axis_name"),
+        ({"signature": ["(n)->()"]}, TypeError, "signature"),
     ],
 )
 def test_bad_options_are_refused_when_written(options, error, needle):
@@ -28,9 +29,17 @@ def test_bad_options_are_refused_when_written(options, error, needle):
     assert not isinstance(info.value, RankSpecError)  # an option is not a rank
 
 
-@pytest.mark.parametrize("option", ["check", "chunk_size", "axis_name", "spmd_axis_name"])
+@pytest.mark.parametrize(
+    "option", ["check", "chunk_size", "axis_name", "spmd_axis_name", "signature"]
+)
 def test_an_option_named_like_a_parameter_is_ambiguous(option):
-    value = {"check": False, "chunk_size": 2, "axis_name": "b", "spmd_axis_name": "x"}[option]
+    value = {
+        "check": False,
+        "chunk_size": 2,
+        "axis_name": "b",
+        "spmd_axis_name": "x",
+        "signature": "(n),()->()",
+    }[option]
     namespace: dict = {}
     exec(f"def f(x, {option}):\n    return x", namespace)
     with pytest.raises(RankSpecError, match=rf"`{option}` is both a parameter.*positionally"):

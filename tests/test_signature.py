@@ -374,8 +374,3 @@ def test_outputs_are_checked_in_chunks_too():
     f = auto_vmap(signature="(n)->()", chunk_size=2)(lambda x: x)
     with pytest.raises(OutputSignatureError, match="output 0 of one example has shape"):
         f(jnp.ones((5, 3)))
-
-
-def test_signature_option_must_be_a_string():
-    with pytest.raises(TypeError, match=r"`auto_vmap\(signature=...\)` takes a gufunc"):
-        auto_vmap(signature=["(n)->()"])
