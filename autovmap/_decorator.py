@@ -82,8 +82,6 @@ class BatchedCall:
             return invoke(*bound.rebuild(leaves))
 
         try:
-            if options.maps_plainly:
-                return run_plan(plan, bound.leaves, example)
             return run_plan(
                 plan,
                 bound.leaves,
@@ -186,11 +184,6 @@ class Options:
                 "`auto_vmap(signature=...)` takes a gufunc signature such as '(n),(n,n)->()', "
                 f"or None, got {self.signature!r}."
             )
-
-    @property
-    def maps_plainly(self) -> bool:
-        """No option changes how the batch is mapped: the plain nested `jax.vmap`."""
-        return self.chunk_size is None and self.axis_name is None and self.spmd_axis_name is None
 
 
 class AutoVmap:
@@ -407,6 +400,13 @@ def auto_vmap(
         AnnotationCheckError: when calling with checks on, if an example does not match the
             annotations.
     """
+    options = dict(
+        check=check,
+        chunk_size=chunk_size,
+        axis_name=axis_name,
+        spmd_axis_name=spmd_axis_name,
+        signature=signature,
+    )
     if ranks and (callable(ranks[0]) or isinstance(ranks[0], (staticmethod, classmethod))):
         fn = ranks[0]
         if len(ranks) > 1 or keyword_ranks:
@@ -418,23 +418,8 @@ def auto_vmap(
                 f"ranks. Give the ranks first, then the function: `auto_vmap({given})(fn)`, or "
                 f"`@auto_vmap({given})` above its definition."
             )
-        decorator = AutoVmap(
-            check=check,
-            chunk_size=chunk_size,
-            axis_name=axis_name,
-            spmd_axis_name=spmd_axis_name,
-            signature=signature,
-        )
-        return decorator._decorate(fn, caller_frame(1))
-    return AutoVmap(
-        *ranks,
-        check=check,
-        chunk_size=chunk_size,
-        axis_name=axis_name,
-        spmd_axis_name=spmd_axis_name,
-        signature=signature,
-        **keyword_ranks,
-    )
+        return AutoVmap(**options)._decorate(fn, caller_frame(1))
+    return AutoVmap(*ranks, **options, **keyword_ranks)
 
 
 autovmap = auto_vmap
