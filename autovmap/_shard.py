@@ -59,6 +59,8 @@ _custom_partitioning: Any = custom_partitioning
 _ArrayMapping: Any = ArrayMapping
 _full: Any = jax.lax.full
 _lax_reshape: Any = jax.lax.reshape
+# jax 0.12 merged `ClosedJaxpr` into `Jaxpr` (kept as an alias its stubs do not export)
+_ClosedJaxpr: Any = getattr(jax.extend.core, "ClosedJaxpr", jax.extend.core.Jaxpr)
 
 # The split route keeps batch dims on `Explicit` axes through reshapes, gathers and vmaps;
 # jax 0.5 types lose the sharding along the way (its `jnp.reshape` has no `out_sharding` yet,
@@ -632,7 +634,7 @@ def _uses_mesh(jaxpr: Any) -> bool:
             for item in value if isinstance(value, (tuple, list)) else (value,):
                 if isinstance(item, meshy):
                     return True
-                if isinstance(item, jax.extend.core.ClosedJaxpr) and _uses_mesh(item.jaxpr):
+                if isinstance(item, _ClosedJaxpr) and _uses_mesh(item.jaxpr):
                     return True
                 if isinstance(item, jax.extend.core.Jaxpr) and _uses_mesh(item):
                     return True
