@@ -59,9 +59,9 @@ _custom_partitioning: Any = custom_partitioning
 _ArrayMapping: Any = ArrayMapping
 _full: Any = jax.lax.full
 _lax_reshape: Any = jax.lax.reshape
-# Exported from `jax.extend.core` without a re-export marker in jax >= 0.12's type information.
-_ClosedJaxpr: Any = getattr(jax.extend.core, "ClosedJaxpr")  # noqa: B009
-_Jaxpr: Any = getattr(jax.extend.core, "Jaxpr")  # noqa: B009
+# jax 0.12 merged `ClosedJaxpr` into `Jaxpr` (kept as an alias its stubs do not export)
+_Jaxpr: Any = jax.extend.core.Jaxpr
+_ClosedJaxpr: Any = getattr(jax.extend.core, "ClosedJaxpr", _Jaxpr)
 
 # The split route keeps batch dims on `Explicit` axes through reshapes, gathers and vmaps;
 # jax 0.5 types lose the sharding along the way (its `jnp.reshape` has no `out_sharding` yet,
@@ -558,14 +558,35 @@ def _place(x: Any, shape: tuple[int, ...], mesh: Any, spec: Sequence[Any]) -> An
     kinds = {dict(zip(mesh.axis_names, mesh.axis_types))[name] for name in names}
     explicit = sharding if kinds == {jax.sharding.AxisType.Explicit} else None
     if zeros:
-        # eagerly, on a concrete mesh, made where it belongs rather than on one device first
-        concrete = not isinstance(mesh, jax.sharding.AbstractMesh)
-        out = _full(shape, 0, x, sharding=sharding if concrete else explicit)
+        out = None
+        if not isinstance(mesh, jax.sharding.AbstractMesh):
+            # eagerly, on a concrete mesh, made where it belongs rather than on one device first
+            out = _full(shape, 0, x, sharding=sharding)
+        if out is None or isinstance(out, jax.core.Tracer):
+            out = _traced_zeros(shape, x, explicit)
     else:
         out = _lax_reshape(x, shape, out_sharding=explicit)
     if kinds == {jax.sharding.AxisType.Auto}:
         out = _with_sharding_constraint(out, sharding)
     return out
+
+
+def _traced_zeros(shape: tuple[int, ...], dtype: np.dtype, sharding: Any) -> Any:
+    """Zeros under tracing, with `sharding` (on `Explicit` axes, or None) in their type.
+
+    Newer jax (0.12) ignores a concrete mesh's sharding in `jax.lax.full` under tracing, and
+    types an op whose operands carry no mesh (a constant fill value) by the context mesh
+    alone, dropping its `out_sharding`: so the fill runs under the sharding's abstract mesh,
+    where no context mesh is set."""
+    if sharding is None:
+        return _full(shape, 0, dtype)
+    abstract = sharding.mesh.abstract_mesh
+    sharding = NamedSharding(abstract, sharding.spec)
+    use_abstract_mesh: Any = getattr(jax.sharding, "use_abstract_mesh", None)
+    if use_abstract_mesh is None or not jax.sharding.get_abstract_mesh().empty:
+        return _full(shape, 0, dtype, sharding=sharding)
+    with use_abstract_mesh(abstract):
+        return _full(shape, 0, dtype, sharding=sharding)
 
 
 def _hoist(

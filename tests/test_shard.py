@@ -29,7 +29,7 @@ from hypothesis.extra.numpy import mutually_broadcastable_shapes
 from jax.sharding import PartitionSpec as P
 
 from autovmap import auto_vmap
-from autovmap._shard import _EXPLICIT_SPLIT, map_batch, spmd_levels
+from autovmap._shard import _EXPLICIT_SPLIT, _place, map_batch, spmd_levels
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # oracle, when a script
 from oracle import assert_trees_close, loop
@@ -151,8 +151,10 @@ def test_same_name_at_two_vmap_levels_is_shadowed_by_the_inner_one():
 def test_spmd_axis_name_reaches_the_vmap_of_its_batch_dim(spmd_axis_name, constraint):
     """Read off the sharding constraint a per-example function asks for: vmap puts each
     level's `spmd_axis_name` on that level's batch dim, and nothing elsewhere. (A mesh of
-    abstract devices: tracing needs no real ones, and size-1 axes would be dropped.)"""
-    mesh = jax.sharding.AbstractMesh((2, 2, 2), ("x", "z", "y"))
+    abstract devices: tracing needs no real ones, and size-1 axes would be dropped. Its axes
+    are `Auto`, as sharding constraints need; newer jax makes them `Explicit` by default.)"""
+    auto = jax.sharding.AxisType.Auto
+    mesh = jax.sharding.AbstractMesh((2, 2, 2), ("x", "z", "y"), axis_types=(auto,) * 3)
     sharding = jax.sharding.NamedSharding(mesh, P("y"))
 
     def per_example(e):
@@ -165,6 +167,23 @@ def test_spmd_axis_name_reaches_the_vmap_of_its_batch_dim(spmd_axis_name, constr
         e.params["sharding"].spec for e in jaxpr.eqns if e.primitive.name == "sharding_constraint"
     ]
     assert found == [constraint]
+
+
+@pytest.mark.skipif(not _EXPLICIT_SPLIT, reason="jax < 0.6: Explicit batches take the plain loop")
+def test_output_buffers_carry_their_explicit_sharding_in_their_type():
+    """The chunk loop writes each chunk into zeros laid out like the batch; under tracing
+    their type must say so, or the in-place update refuses a sharded chunk. (jax 0.12 drops
+    the out sharding of a fill whose operands carry no mesh, unless a mesh context is set.)"""
+    explicit = jax.sharding.AxisType.Explicit
+    mesh = jax.sharding.AbstractMesh((2, 4), ("x", "b"), axis_types=(explicit,) * 2)
+    spec = [("b",), None, "x"]
+
+    def zeros(_):
+        return _place(np.dtype(np.float32), (8, 5, 4), mesh, spec)
+
+    out = jax.eval_shape(zeros, 0)
+    assert out.sharding.spec == P("b", None, "x")
+    assert jax.sharding.get_abstract_mesh().empty  # the mesh context is left as it was
 
 
 def test_spmd_levels_skips_size_1_batch_dims():
