@@ -187,7 +187,7 @@ class AnnotationReader:
                     rank = self.rank(field_type)
                 except (VariadicAnnotation, NoSingleRank) as e:
                     raise NoSingleRank(
-                        f"its field `{name}`: {annotation_problem(field_type, e)}"
+                        f"its field `{name}`: {_why_no_rank(field_type, e)}"
                     ) from None
                 if rank is not None:
                     result.ranks[name] = rank
@@ -204,7 +204,7 @@ class AnnotationReader:
         return result
 
 
-def annotation_problem(annotation: Any, error: Exception) -> str:
+def _why_no_rank(annotation: Any, error: Exception) -> str:
     """Why an annotation gives no rank, for `RankSpecError` messages."""
     if isinstance(error, VariadicAnnotation):
         return f"`{annotation_str(annotation)}` has a variadic dimension, so no fixed rank"

@@ -32,7 +32,7 @@ import typeguard
 
 from ._annotations import annotation_str
 from ._bind import BoundCall, bind, shape_of
-from ._describe import LeafAt, core_dim_fixed, core_dim_mismatch, fmt_shape
+from ._describe import LeafAt, core_dim_fixed, core_dim_mismatch, count_dims, fmt_shape
 from ._errors import AnnotationCheckError, OutputSignatureError, fn_label, hide_from_tracebacks
 from ._signature import CoreDims, TreeDims, compile_dims, fmt_dims, leaf_dims
 from ._spec import CallSpec
@@ -298,7 +298,7 @@ class OutputChecker:
                     raise self._error(
                         f"output {k} of one example has shape {fmt_shape(shape)}, but "
                         f"{self.signature} gives it the core dims {fmt_dims(dims)} "
-                        f"({_n_dims(len(dims))}). The shapes here are of one example (batch "
+                        f"({count_dims(len(dims))}). The shapes here are of one example (batch "
                         "dims excluded); fix what the function returns, or the signature."
                     )
                 for dim, size in zip(dims, shape):
@@ -333,10 +333,6 @@ class OutputChecker:
         shape = shape_of(bound.leaves[argument.start + j])
         assert shape is not None
         return f"argument `{argument.leaf_labels()[j]}` (shape {fmt_shape(shape)})"
-
-
-def _n_dims(n: int) -> str:
-    return f"{n} dim" if n == 1 else f"{n} dims"
 
 
 def _what(value: Any) -> str:

@@ -142,7 +142,8 @@ def describe(fn: object, bound: BoundCall, plan: VmapPlan | None, chunk_size: in
     )
 
 
-def _dims(n: int) -> str:
+def count_dims(n: int) -> str:
+    """`1 dim`, `2 dims`: a number of dimensions in words."""
     return f"{n} dim" if n == 1 else f"{n} dims"
 
 
@@ -153,9 +154,10 @@ def rank_too_large(fn: object, bound: BoundCall, i: int) -> RankTooLargeError:
     rank = bound.ranks[i]
     core = ", ".join(f"d{k}" for k in range(rank))
     return RankTooLargeError(
-        f"{fn_label(fn)}: argument `{label}` has shape {fmt_shape(shape)} ({_dims(len(shape))}), "
-        f"but its rank is {rank}: one example has {_dims(rank)}, so the argument needs at least "
-        f"{rank}.\nPass `{label}` with shape (*batch, {core}), or give it a smaller rank."
+        f"{fn_label(fn)}: argument `{label}` has shape {fmt_shape(shape)} "
+        f"({count_dims(len(shape))}), but its rank is {rank}: one example has {count_dims(rank)}, "
+        f"so the argument needs at least {rank}.\nPass `{label}` with shape (*batch, {core}), or "
+        "give it a smaller rank."
     )
 
 
