@@ -16,6 +16,7 @@ from ._errors import (
     BroadcastError as BroadcastError,
     CoreDimError as CoreDimError,
     NothingToBatchWarning as NothingToBatchWarning,
+    OptionError as OptionError,
     OutputSignatureError as OutputSignatureError,
     RankSpecError as RankSpecError,
     RankTooLargeError as RankTooLargeError,

@@ -16,6 +16,11 @@ from typing import Any
 
 import jaxtyping
 
+try:  # not a dependency; its `TypeAliasType` backports `type X = ...` aliases
+    import typing_extensions
+except ImportError:  # pragma: no cover
+    typing_extensions = None  # type: ignore[assignment]
+
 _UNION_TYPES = (typing.Union, types.UnionType)
 # Containers whose every element has the rank of their (last) type argument.
 _HOMOGENEOUS = (
@@ -80,6 +85,27 @@ class NoSingleRank(Exception):
     """Internal: an annotation whose rank cannot be stated as one rank tree; says why."""
 
 
+_ALIAS_TYPES: tuple[type, ...] = tuple(
+    {getattr(typing, "TypeAliasType", None), getattr(typing_extensions, "TypeAliasType", None)}
+    - {None}
+)
+
+
+def unwrap(t: Any) -> Any:
+    """What an annotation means for ranks: `Annotated[T, ...]` and type aliases (`type Vec =
+    Float[Array, "n"]`, Python 3.12+, or `typing_extensions.TypeAliasType`) read as `T`."""
+    for _ in range(100):  # a bound on aliases that refer to themselves
+        if typing.get_origin(t) is typing.Annotated:
+            t = typing.get_args(t)[0]
+        elif isinstance(t, _ALIAS_TYPES):
+            t = t.__value__
+        elif isinstance(typing.get_origin(t), _ALIAS_TYPES):
+            raise NoSingleRank("it is a generic type alias, whose rank is not read")
+        else:
+            return t
+    raise NoSingleRank("it is a type alias that refers to itself")
+
+
 def is_array_annotation(t: Any) -> bool:
     return isinstance(t, type) and issubclass(t, jaxtyping.AbstractArray)
 
@@ -135,6 +161,7 @@ class AnnotationReader:
     def rank(self, t: Any) -> Any:
         """The rank an annotation implies: an int, a tuple of ranks, a `FieldRanks` or
         `EachRank`, or `None` (not batched). Raises `VariadicAnnotation` or `NoSingleRank`."""
+        t = unwrap(t)
         if is_array_annotation(t):
             if t.index_variadic is not None:
                 raise VariadicAnnotation(t)
@@ -227,6 +254,10 @@ def _field_annotations(cls: type) -> list[tuple[str, Any, dict[str, Any]]]:
 
 def contains_jaxtyping(t: Any) -> bool:
     """Whether checking `t` at run time means anything jaxtyping-specific."""
+    try:
+        t = unwrap(t)
+    except NoSingleRank:
+        return True  # a generic alias: let the checks look
     if is_array_annotation(t) or _is_pytree_annotation(t):
         return True
     return any(contains_jaxtyping(member) for member in typing.get_args(t))
@@ -243,6 +274,7 @@ def annotation_str(t: Any) -> str:
 def batched_annotation(t: Any) -> Any:
     """`t` with a broadcastable variadic batch prefix: `Float[Array, "n"]` becomes
     `Float[Array, "*#batch n"]`, so that checking the batched call against it works."""
+    t = unwrap(t)
     if is_array_annotation(t):
         if t.index_variadic is not None:  # already takes any number of dims; only one may vary
             return t

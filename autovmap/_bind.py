@@ -132,7 +132,14 @@ def _flatten(
         )
     if isinstance(rank, (FieldRanks, EachRank)):
         with_paths, treedef = jax.tree_util.tree_flatten_with_path(value)
-        if isinstance(rank, FieldRanks) and len(with_paths) == 1 and isinstance(value, rank.cls):
+        # An unregistered class is one leaf at the root; a registered one with a single array
+        # field is one leaf below it.
+        if (
+            isinstance(rank, FieldRanks)
+            and len(with_paths) == 1
+            and not with_paths[0][0]
+            and isinstance(value, rank.cls)
+        ):
             label = param.label(key)
             raise TreeStructureError(
                 f"{fn_label(spec.fn)}: argument `{label}` is a `{rank.cls.__name__}`, whose "

@@ -20,18 +20,18 @@ from ._describe import Plan, broadcast_error, describe, fmt_shape, rank_too_larg
 from ._errors import (
     AnnotationCheckError,
     NothingToBatchWarning,
+    OptionError,
     RankSpecError,
     fn_label,
     hide_from_tracebacks,
 )
 from ._plan import BoundedCache, IncompatibleBatchShapes, VmapPlan, plan_for
 from ._run import run_named_unbatched, run_plan
-from ._spec import CallSpec, read_spec
+from ._spec import CallSpec, explicit_ranks, read_spec
 
 hide_from_tracebacks(__file__)
 
 _P = ParamSpec("_P")
-_UNSET: Any = object()  # an option not given: a re-decoration keeps the original's
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -139,7 +139,8 @@ class BatchedCall:
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    """The options of `auto_vmap` (everything but ranks), validated when decorating."""
+    """The options of `auto_vmap` (everything but ranks), validated when written. This list
+    of fields is the one list of options: `auto_vmap`, `AutoVmap` and the messages read it."""
 
     check: bool = True
     chunk_size: int | None = None
@@ -149,71 +150,84 @@ class Options:
 
     def __post_init__(self) -> None:
         if not isinstance(self.check, bool):
-            raise TypeError(
+            raise OptionError(
                 f"`auto_vmap(check=...)` takes True or False, got {self.check!r}. `check` is an "
                 "option, not a parameter name: to rank a parameter called `check`, give its "
                 "rank positionally."
             )
         size = self.chunk_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int)):
-            raise TypeError(f"`auto_vmap(chunk_size=...)` takes an int >= 1 or None, got {size!r}.")
-        if size is not None and size < 1:
-            raise ValueError(
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+            raise OptionError(
                 f"`auto_vmap(chunk_size=...)` takes an int >= 1 or None, got {size!r}."
             )
         if self.axis_name is not None and not isinstance(self.axis_name, str):
-            raise TypeError(
+            raise OptionError(
                 "`auto_vmap(axis_name=...)` takes a str, the name collectives use "
                 f"(`jax.lax.pmean(x, 'batch')`), got {self.axis_name!r}."
             )
         if self.axis_name is not None and size is not None:
             # A collective needs every example at once; a chunk loop holds one chunk, so the
             # collective would silently reduce over that chunk only.
-            raise ValueError(
+            raise OptionError(
                 "`auto_vmap(axis_name=..., chunk_size=...)`: a collective over the batch needs "
                 "every example at once, and `chunk_size` evaluates a chunk at a time. Drop one."
             )
         spmd = self.spmd_axis_name
         if spmd is not None and not isinstance(spmd, (str, tuple, PartitionSpec)):
-            raise TypeError(
+            raise OptionError(
                 "`auto_vmap(spmd_axis_name=...)` takes a mesh axis name, a tuple of them, or a "
                 f"`PartitionSpec` with one entry per leading batch dim; got {spmd!r}."
             )
         if self.signature is not None and not isinstance(self.signature, str):
-            raise TypeError(
+            raise OptionError(
                 "`auto_vmap(signature=...)` takes a gufunc signature such as '(n),(n,n)->()', "
                 f"or None, got {self.signature!r}."
             )
 
 
+OPTION_NAMES = tuple(field.name for field in dataclasses.fields(Options))
+
+
+class _Default:
+    """The default of an option left out of `auto_vmap(...)`: shown as its value (so
+    `help(auto_vmap)` reads `check=True`), and told apart from the same value given, which a
+    re-decoration must apply while it keeps the original's for an option left out."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+_DEFAULTS: dict[str, Any] = {
+    field.name: _Default(field.default) for field in dataclasses.fields(Options)
+}
+
+
+def _given_options(keywords: dict[str, Any]) -> dict[str, Any]:
+    """The options among `keywords` that were given (not left at their `_Default`)."""
+    return {
+        name: value
+        for name, value in keywords.items()
+        if name in OPTION_NAMES and not isinstance(value, _Default)
+    }
+
+
 class AutoVmap:
     """A configured `auto_vmap` decorator: call it on a function to get the batched function.
 
-    Returned by `auto_vmap(...)` when it is given ranks rather than a function.
+    Returned by `auto_vmap(...)` when it is given ranks rather than a function. Keywords named
+    like an option (`Options`) set that option; every other keyword is a rank.
     """
 
-    def __init__(
-        self,
-        /,
-        *positional_ranks: Any,
-        check: Any = _UNSET,
-        chunk_size: Any = _UNSET,
-        axis_name: Any = _UNSET,
-        spmd_axis_name: Any = _UNSET,
-        signature: Any = _UNSET,
-        **keyword_ranks: Any,
-    ) -> None:
-        given = dict(
-            check=check,
-            chunk_size=chunk_size,
-            axis_name=axis_name,
-            spmd_axis_name=spmd_axis_name,
-            signature=signature,
-        )
-        self.options = {name: value for name, value in given.items() if value is not _UNSET}
+    def __init__(self, /, *positional_ranks: Any, **keywords: Any) -> None:
+        self.options = _given_options(keywords)
         Options(**self.options)  # a bad option is an error now, not when decorating
         self.positional_ranks = positional_ranks
-        self.keyword_ranks = keyword_ranks
+        self.keyword_ranks = {k: v for k, v in keywords.items() if k not in OPTION_NAMES}
 
     def __repr__(self) -> str:
         parts = [repr(r) for r in self.positional_ranks]
@@ -232,19 +246,22 @@ class AutoVmap:
                 f"`auto_vmap` decorates functions; got {fn!r}. Use `@auto_vmap(...)` with "
                 "ranks, or `@auto_vmap` on a function."
             )
-        if inspect.ismethod(fn) and isinstance(
-            getattr(fn.__func__, "__autovmap__", None), BatchedCall
-        ):
+        if inspect.ismethod(fn) and getattr(fn.__func__, "__autovmap__", None) is not None:
             return types.MethodType(self._decorate(fn.__func__, frame), fn.__self__)
-        reader = AnnotationReader(frame)
         previous = getattr(fn, "__autovmap__", None)
-        if isinstance(previous, BatchedCall):  # re-decorating: read the original function
-            options = dataclasses.replace(previous.options, **self.options)
-            ranks = read_spec(previous.spec.fn, self.positional_ranks, self.keyword_ranks, reader)
-            explicit = {**previous.spec.explicit, **ranks.explicit}
-            spec = read_spec(
-                previous.spec.fn, (), explicit, reader, options.signature, options.check
+        redecorate = getattr(previous, "redecorate", None)
+        if callable(redecorate):  # a `vectorize` function: it takes the options it can honour
+            return redecorate(self.positional_ranks, self.keyword_ranks, self.options)
+        reader = AnnotationReader(frame)
+        if isinstance(previous, BatchedCall):
+            # Re-decorating: the original function, its ranks and options, then the new ones.
+            fn = previous.spec.fn
+            new = explicit_ranks(
+                fn, previous.spec.signature, self.positional_ranks, self.keyword_ranks
             )
+            explicit: dict[str, Any] = {**previous.spec.explicit, **new}
+            options = dataclasses.replace(previous.options, **self.options)
+            spec = read_spec(fn, (), explicit, reader, options.signature, options.check)
         else:
             options = Options(**self.options)
             spec = read_spec(
@@ -265,14 +282,13 @@ class AutoVmap:
         if options.check and not any(map(contains_jaxtyping, spec.annotations.values())):
             options = dataclasses.replace(options, check=False)  # nothing to check
         if not spec.any_ranked:
-            if not spec.explicit and any(name != "return" for name in spec.annotations):
-                warnings.warn(
-                    f"{fn_label(fn)}: no parameter has an annotation that gives a rank (such as "
-                    "`Float[Array, 'n']`), so nothing is batched. Give ranks explicitly, "
-                    "`auto_vmap(x=1)`, or annotate with jaxtyping array types.",
-                    NothingToBatchWarning,
-                    stacklevel=3,
-                )
+            warnings.warn(
+                f"{fn_label(fn)}: no parameter gets a rank, so nothing is batched. Give ranks "
+                "explicitly, `auto_vmap(x=1)`, or annotate with jaxtyping array types (such "
+                "as `Float[Array, 'n']`).",
+                NothingToBatchWarning,
+                stacklevel=3,
+            )
             if not options.check and options.axis_name is None:  # behave as undecorated
                 return fn
         unchecked = invoker(spec, check=False) if options.check else None
@@ -319,11 +335,11 @@ def _batched_signature(spec: CallSpec) -> inspect.Signature:
 
 def auto_vmap(
     *ranks: Any,
-    check: bool = _UNSET,
-    chunk_size: int | None = _UNSET,
-    axis_name: str | None = _UNSET,
-    spmd_axis_name: Any = _UNSET,
-    signature: str | None = _UNSET,
+    check: bool = _DEFAULTS["check"],
+    chunk_size: int | None = _DEFAULTS["chunk_size"],
+    axis_name: str | None = _DEFAULTS["axis_name"],
+    spmd_axis_name: Any = _DEFAULTS["spmd_axis_name"],
+    signature: str | None = _DEFAULTS["signature"],
     **keyword_ranks: Any,
 ) -> Any:
     """Make a function written for single examples accept any leading batch dimensions.
@@ -400,13 +416,8 @@ def auto_vmap(
         AnnotationCheckError: when calling with checks on, if an example does not match the
             annotations.
     """
-    options = dict(
-        check=check,
-        chunk_size=chunk_size,
-        axis_name=axis_name,
-        spmd_axis_name=spmd_axis_name,
-        signature=signature,
-    )
+    # The options, by the names `Options` lists (a test keeps this signature equal to it).
+    options = _given_options(locals())
     if ranks and (callable(ranks[0]) or isinstance(ranks[0], (staticmethod, classmethod))):
         fn = ranks[0]
         if len(ranks) > 1 or keyword_ranks:

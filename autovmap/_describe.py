@@ -147,12 +147,19 @@ def count_dims(n: int) -> str:
     return f"{n} dim" if n == 1 else f"{n} dims"
 
 
+_SPELLED_OUT = 6  # core dims written out in a message; more are elided
+
+
 def rank_too_large(fn: object, bound: BoundCall, i: int) -> RankTooLargeError:
     label = bound.leaf_labels()[i]
     shape = shape_of(bound.leaves[i])
     assert shape is not None
     rank = bound.ranks[i]
-    core = ", ".join(f"d{k}" for k in range(rank))
+    # A rank is any int >= 0: spell out a few core dims only, so the message stays small.
+    names = [f"d{k}" for k in range(min(rank, _SPELLED_OUT))]
+    if rank > _SPELLED_OUT:
+        names[-2:] = ["...", f"d{rank - 1}"]
+    core = ", ".join(names)
     return RankTooLargeError(
         f"{fn_label(fn)}: argument `{label}` has shape {fmt_shape(shape)} "
         f"({count_dims(len(shape))}), but its rank is {rank}: one example has {count_dims(rank)}, "

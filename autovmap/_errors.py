@@ -33,6 +33,14 @@ class RankSpecError(AutoVmapError, TypeError, ValueError):
     """
 
 
+class OptionError(AutoVmapError, TypeError, ValueError):
+    """An option of `auto_vmap` (`check`, `chunk_size`, ...) is invalid, or does not apply to
+    what it decorates; raised when the option is written.
+
+    Subclasses both `TypeError` and `ValueError`, so code that catches either keeps working.
+    """
+
+
 class BatchShapeError(AutoVmapError, ValueError):
     """The arguments of a call do not fit the ranks; raised before `jax.vmap` runs."""
 

@@ -41,6 +41,7 @@ from ._annotations import (
     _is_pytree_annotation,
     annotation_str,
     is_array_annotation,
+    unwrap,
 )
 from ._errors import RankSpecError, fn_label
 
@@ -183,6 +184,10 @@ def dim_string_error(fn: Any, name: str, text: str, error: ValueError) -> RankSp
 def dims_of_annotation(t: Any) -> ArgDims | None:
     """The dims an annotation names for each array leaf, when it gives one fixed rank: array
     annotations, `PyTree[...]` and `Optional`/unions of those (members must agree)."""
+    try:
+        t = unwrap(t)
+    except NoSingleRank:
+        return None
     if is_array_annotation(t):
         return None if t.index_variadic is not None else _dims_of_jaxtyping(t.dims)
     if _is_pytree_annotation(t):

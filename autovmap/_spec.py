@@ -150,7 +150,7 @@ def validate_rank(fn: Any, name: str, rank: object) -> RankTree:
     )
 
 
-def _explicit_ranks(
+def explicit_ranks(
     fn: Any,
     signature: inspect.Signature,
     positional_ranks: tuple[object, ...],
@@ -279,7 +279,7 @@ def read_spec(
     target = _annotated_function(fn)
     _refuse_non_functions(fn, target)
     signature = _signature(fn)
-    explicit = _explicit_ranks(fn, signature, positional_ranks, keyword_ranks)
+    explicit = explicit_ranks(fn, signature, positional_ranks, keyword_ranks)
     globalns = getattr(target, "__globals__", {})
     annotations: dict[str, Any] = {}
     unresolved: dict[str, str] = {}

@@ -15,6 +15,7 @@ are compared before `jax.vmap` runs. Per call, only what `jnp.vectorize` does be
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import warnings
@@ -27,7 +28,13 @@ import jax.numpy as jnp
 from ._annotations import AnnotationReader
 from ._check import invoker
 from ._decorator import BatchedCall, Options
-from ._errors import BatchShapeError, BroadcastError, hide_from_tracebacks
+from ._errors import (
+    BatchShapeError,
+    BroadcastError,
+    OptionError,
+    RankSpecError,
+    hide_from_tracebacks,
+)
 from ._plan import BoundedCache
 from ._signature import ArgDims, Gufunc, fmt_dims, parse_signature, signature_error
 from ._spec import read_spec
@@ -84,9 +91,16 @@ class _Vectorized:
     of each call's layout."""
 
     def __init__(
-        self, pyfunc: Callable[..., Any], excluded: Collection[int | str], signature: str | None
+        self,
+        pyfunc: Callable[..., Any],
+        excluded: Collection[int | str],
+        signature: str | None,
+        options: Options,
     ) -> None:
         self.pyfunc = pyfunc
+        self.excluded = excluded
+        self.signature = signature
+        self.options = options  # `check` is off: `jnp.vectorize` checks no annotations
         self.label = f"`vectorize({_name_of(pyfunc)})`"
         self.gufunc: Gufunc | None = None
         if signature is not None:
@@ -193,10 +207,42 @@ class _Vectorized:
         stand_in = _stand_in(self.pyfunc, self.label, inspect.Signature(params))
         gufunc = Gufunc(tuple(entries), outputs, text, skips_self=False)
         spec = read_spec(stand_in, (), explicit, AnnotationReader(None), gufunc, check=False)
-        call = BatchedCall(spec, Options(check=False), invoker(spec, check=False))
+        call = BatchedCall(spec, self.options, invoker(spec, check=False))
         return self.layouts.put(
             (n_args, keyword_names), _Layout(call, tuple(inputs), tuple(batched))
         )
+
+    def redecorate(
+        self,
+        positional_ranks: tuple[Any, ...],
+        keyword_ranks: dict[str, Any],
+        options: dict[str, Any],
+    ) -> Callable[..., Any]:
+        """`auto_vmap(...)` applied to this `vectorize` function: a new one with the options
+        that apply to it (`chunk_size`, `axis_name`, `spmd_axis_name`; `check=False`, which it
+        has already). Ranks, a signature or `check=True` are refused: the signature given to
+        `vectorize` ranks the arguments, and no annotations are checked."""
+        given = [repr(r) for r in positional_ranks] + [f"{k}=..." for k in keyword_ranks]
+        if given:
+            raise RankSpecError(
+                f"{self.label}: `auto_vmap({', '.join(given)})` gives ranks to a function made "
+                "by `vectorize`, whose `signature` ranks its arguments. Change the signature "
+                "given to `vectorize`, or apply `auto_vmap` to the original function instead."
+            )
+        refused = [
+            name
+            for name, value in options.items()
+            if name == "signature" or (name == "check" and value)
+        ]
+        if refused:
+            raise OptionError(
+                f"{self.label}: `auto_vmap({refused[0]}=...)` does not apply to a function made "
+                "by `vectorize`: give the signature to `vectorize`, which checks no annotations "
+                "(use `auto_vmap` on the original function for those). `chunk_size`, "
+                "`axis_name` and `spmd_axis_name` apply."
+            )
+        merged = dataclasses.replace(self.options, **options)
+        return _vectorized_function(_Vectorized(self.pyfunc, self.excluded, self.signature, merged))
 
     def _count_error(self, n_args: int, keyword_names: tuple[str, ...]) -> TypeError:
         assert self.gufunc is not None
@@ -353,9 +399,11 @@ def vectorize(
         raise ValueError(
             f"`vectorize`: excluded={excluded!r} contains negative numbers; positions count from 0."
         )
-    vectorized = _Vectorized(pyfunc, excluded, signature)
+    return _vectorized_function(_Vectorized(pyfunc, excluded, signature, Options(check=False)))
 
-    @functools.wraps(pyfunc)
+
+def _vectorized_function(vectorized: _Vectorized) -> Callable[..., Any]:
+    @functools.wraps(vectorized.pyfunc)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         call, args, kwargs = vectorized.prepare(args, kwargs)
         return call(args, kwargs)

@@ -3,8 +3,9 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
-from autovmap import auto_vmap, autovmap
+from autovmap import NothingToBatchWarning, auto_vmap, autovmap
 
 
 def test_seed_example_batches_of_five():
@@ -91,4 +92,6 @@ def test_no_ranks_on_an_unannotated_function_is_the_identity():
     def foo(x):
         return x
 
-    assert autovmap()(foo) is foo
+    # Unchanged, as in jax-autovmap, but with a warning: a silent no-op looks like success.
+    with pytest.warns(NothingToBatchWarning):
+        assert autovmap()(foo) is foo

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from autovmap import auto_vmap
+from autovmap import NothingToBatchWarning, auto_vmap
 
 V = jnp.arange(12.0).reshape(4, 3)  # a batch of 4 vectors
 W = jnp.ones(3)
@@ -154,10 +154,10 @@ def test_wrapper_keeps_name_doc_and_wrapped():
     assert f.__wrapped__ is documented
 
 
-def test_no_ranks_and_no_annotations_returns_the_function_itself():
-    assert auto_vmap()(dot) is dot
-    assert auto_vmap(dot) is dot
-    assert auto_vmap(v=None)(dot) is dot
+def test_no_ranks_and_no_annotations_returns_the_function_itself_with_a_warning():
+    for decorate in (auto_vmap(), auto_vmap, auto_vmap(v=None)):
+        with pytest.warns(NothingToBatchWarning, match=r"auto_vmap\(dot\).*nothing is batched"):
+            assert decorate(dot) is dot
 
 
 def test_no_batch_dims_calls_the_function_once_with_ranked_leaves_as_jax_arrays():
