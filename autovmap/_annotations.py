@@ -14,7 +14,11 @@ import types
 import typing
 from typing import Any
 
+import jax
 import jaxtyping
+import numpy as np
+
+from ._errors import BatchShapeError, fn_label
 
 try:  # not a dependency; its `TypeAliasType` backports `type X = ...` aliases
     import typing_extensions
@@ -59,6 +63,62 @@ class EachRank:
 
     def __repr__(self) -> str:
         return f"each {_short(self.element)}"
+
+
+@dataclasses.dataclass(frozen=True)
+class DtypeRank:
+    """The rank of a union whose members have different ranks and disjoint dtypes, chosen per
+    array leaf by its dtype: jaxtyping's `PRNGKeyArray` is a typed key (rank 0) or a raw
+    `uint32[2]` key (rank 1). `bind` turns it into the leaf's int rank."""
+
+    by_dtype: tuple[tuple[str, int], ...]  # jaxtyping's dtype names, each with its rank
+    annotation: Any
+
+    def __repr__(self) -> str:
+        ranks = sorted({rank for _, rank in self.by_dtype})
+        return " or ".join(map(str, ranks)) + " by dtype"
+
+    def of(self, leaf: Any, fn: Any, label: str) -> int:
+        """The rank of an array leaf; `BatchShapeError` where its dtype fits no member."""
+        dtype = getattr(leaf, "dtype", None)
+        if dtype is None:
+            dtype = np.asarray(leaf).dtype
+        name = "prng_key" if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) else str(dtype)
+        for member_dtype, rank in self.by_dtype:
+            if member_dtype == name:
+                return rank
+        choices = "; ".join(
+            f"rank {rank} for {', '.join(d for d, r in self.by_dtype if r == rank)}"
+            for rank in sorted({rank for _, rank in self.by_dtype})
+        )
+        raise BatchShapeError(
+            f"{fn_label(fn)}: argument `{label}` has dtype {name}, but its annotation "
+            f"`{annotation_str(self.annotation)}` chooses the rank by dtype ({choices}), and "
+            f"{name} is none of those. Pass an array of one of those dtypes, or give `{label}` "
+            "its rank explicitly."
+        )
+
+
+def _by_dtype(union: Any, members: list[tuple[Any, Any]]) -> DtypeRank:
+    """The rank of a union whose members have different ranks, where the dtype decides it:
+    each ranked member an array annotation of an int rank with listed dtypes, no dtype in two
+    members of different ranks. Else `NoSingleRank`."""
+    by_dtype: dict[str, int] = {}
+    for member, rank in members:
+        member = unwrap(member)
+        dtypes = getattr(member, "dtypes", None) if is_array_annotation(member) else None
+        if not isinstance(rank, int) or not isinstance(dtypes, tuple):
+            raise NoSingleRank(
+                f"its members have different ranks {[r for _, r in members]}, and their dtypes "
+                "do not decide which applies"
+            )
+        for dtype in dtypes:
+            if by_dtype.setdefault(dtype, rank) != rank:
+                raise NoSingleRank(
+                    f"its members have different ranks {[r for _, r in members]}, and the dtype "
+                    f"{dtype} fits members of both ranks {by_dtype[dtype]} and {rank}"
+                )
+    return DtypeRank(tuple(by_dtype.items()), union)
 
 
 def _short(rank: Any) -> str:
@@ -171,10 +231,10 @@ class AnnotationReader:
         origin = typing.get_origin(t)
         args = typing.get_args(t)
         if origin in _UNION_TYPES:
-            members = [r for r in map(self.rank, args) if r is not None]
-            if any(r != members[0] for r in members):
-                raise NoSingleRank(f"its members have different ranks {members}")
-            return members[0] if members else None
+            members = [(m, r) for m in args if (r := self.rank(m)) is not None]
+            if any(r != members[0][1] for _, r in members):
+                return _by_dtype(t, members)
+            return members[0][1] if members else None
         if origin is tuple and args:
             if len(args) == 2 and args[1] is Ellipsis:
                 return self._each(args[0], t)
@@ -192,7 +252,7 @@ class AnnotationReader:
 
     def _each(self, element: Any, container: Any) -> Any:
         rank = self.rank(element)
-        if rank is None or isinstance(rank, int):
+        if rank is None or isinstance(rank, (int, DtypeRank)):
             return rank  # an int rank applies to every leaf below it
         if isinstance(rank, FieldRanks):
             return EachRank(rank)

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
-from typing import Optional
+import subprocess
+import sys
+import textwrap
+from typing import Annotated, Optional
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jaxtyping import Array, ArrayLike, Float, PyTree, Scalar
+from jaxtyping import Array, ArrayLike, Float, Int, PRNGKeyArray, PyTree, Scalar
 from oracle import assert_trees_close, loop
 
-from autovmap import NothingToBatchWarning, RankSpecError, TreeStructureError, auto_vmap
+from autovmap import (
+    BatchShapeError,
+    NothingToBatchWarning,
+    RankSpecError,
+    TreeStructureError,
+    auto_vmap,
+)
 
 
 def ranks_of(fn):
@@ -208,3 +217,128 @@ def test_equinox_module_fields_give_a_pytree_of_ranks():
     out = apply(model, jnp.ones((4, 1, 3)))
     assert out.shape == (4, 6, 2)
     np.testing.assert_allclose(out, np.full((4, 6, 2), 3.0))
+
+
+# Reading through wrappers: `Annotated`, type aliases, single-field pytrees, dtype unions.
+
+
+def _dot(a, b):
+    return jnp.dot(a, b)
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_annotated_is_read_as_what_it_wraps(check):
+    def dot(a: Annotated[Float[Array, "n"], "meta"], b: Annotated[Float[Array, "n"], 1]):
+        return jnp.dot(a, b)
+
+    batched = auto_vmap(check=check)(dot)
+    assert ranks_of(batched) == {"a": 1, "b": 1}
+    a, b = np.arange(12.0).reshape(4, 3), np.ones((4, 3))
+    out = batched(a, b)
+    assert out.shape == (4,)  # not (4, 4): the rows are dotted pairwise
+    assert_trees_close(out, loop(_dot, [a, b], [1, 1], (4,)))
+
+
+def test_type_alias_is_read_as_its_value():
+    typing_extensions = pytest.importorskip("typing_extensions")
+    Vec = typing_extensions.TypeAliasType("Vec", Float[Array, "n"])
+
+    def dot(a: Vec, b: Vec):
+        return jnp.dot(a, b)
+
+    batched = auto_vmap(check=False)(dot)
+    a, b = np.arange(12.0).reshape(4, 1, 3), np.ones((5, 3))
+    assert_trees_close(batched(a, b), loop(_dot, [a, b], [1, 1], (4, 5)))
+    with pytest.raises(Exception, match="Vec|Float"):  # checked through the alias too
+        auto_vmap(dot)(np.ones((4, 3)), np.ones((4, 3), dtype=np.int32))
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="`type X = ...` is Python 3.12+")
+def test_pep_695_type_alias_is_read_as_its_value():
+    code = textwrap.dedent(
+        """
+        import jax.numpy as jnp, numpy as np
+        from jaxtyping import Array, Float
+        from autovmap import auto_vmap
+        type Vec = Float[Array, "n"]
+
+        @auto_vmap(check=False)
+        def dot(a: Vec, b: Vec):
+            return jnp.dot(a, b)
+
+        a = np.arange(12.0).reshape(4, 3)
+        out = dot(a, np.ones((4, 3)))
+        assert out.shape == (4,), out.shape
+        np.testing.assert_allclose(out, a.sum(-1))
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class _Weights(eqx.Module):
+    w: Float[Array, "n"]
+
+
+@dataclasses.dataclass
+class _Registered:
+    w: Float[Array, "n"]
+
+
+jax.tree_util.register_dataclass(_Registered, data_fields=["w"], meta_fields=[])
+
+
+@pytest.mark.parametrize("cls", [_Weights, _Registered])
+def test_a_registered_class_with_one_array_leaf_is_batched(cls):
+    @auto_vmap
+    def norm(p: cls) -> Float[Array, ""]:  # type: ignore[valid-type]
+        return jnp.sum(p.w**2)
+
+    w = np.arange(12.0).reshape(4, 3)
+    assert_trees_close(norm(cls(w)), loop(lambda w: jnp.sum(w**2), [w], [1], (4,)))
+
+
+def test_prng_key_array_takes_its_rank_from_the_dtype_of_each_call():
+    @auto_vmap
+    def draw(key: PRNGKeyArray, scale: Float[Array, ""]) -> Float[Array, ""]:
+        return scale * jax.random.normal(key)
+
+    scale = np.array([1.0, 2.0, 3.0])
+    for keys in (
+        jax.random.split(jax.random.key(0), 4),
+        jax.random.split(jax.random.PRNGKey(0), 4),
+    ):
+        out = draw(keys[:, None], scale)  # typed keys: rank 0; raw uint32[2] keys: rank 1
+        expected = np.array(
+            [[float(s * jax.random.normal(keys[i])) for s in scale] for i in range(4)]
+        )
+        assert out.shape == (4, 3)
+        np.testing.assert_allclose(out, expected, rtol=1e-6)
+    with pytest.raises(BatchShapeError, match=r"argument `key` has dtype float32.*rank 0 for"):
+        auto_vmap(check=False)(draw.__wrapped__)(np.ones((4, 2), np.float32), scale[0])
+
+
+def test_a_union_of_ranks_that_no_dtype_decides_is_refused_when_decorating():
+    with pytest.raises(
+        RankSpecError, match=r"different ranks \[1, 2\], and the dtype \w+ fits members of both"
+    ):
+
+        @auto_vmap
+        def f(x: Float[Array, "n"] | Float[Array, "n n"]):
+            return x
+
+    with pytest.raises(RankSpecError, match="different ranks"):
+
+        @auto_vmap
+        def g(x: Float[Array, "n"] | Int[Array, "n n"] | Float[Array, ""]):
+            return x
+
+
+def test_a_function_with_nothing_to_batch_warns_and_is_returned_unchanged():
+    fn = lambda x: jnp.sum(x**2)  # noqa: E731
+    with pytest.warns(NothingToBatchWarning, match="nothing is batched"):
+        assert auto_vmap()(fn) is fn
+    with pytest.warns(NothingToBatchWarning):
+
+        @auto_vmap(x=None)
+        def h(x: Float[Array, "n"]):
+            return x
