@@ -22,10 +22,13 @@ from oracle import assert_trees_close, loop
 
 from autovmap import (
     AnnotationCheckError,
+    NothingToBatchWarning,
+    OptionError,
     RankSpecError,
     TreeStructureError,
     auto_vmap,
     plan,
+    vectorize,
 )
 
 if typing.TYPE_CHECKING:
@@ -88,6 +91,51 @@ def test_re_decorating_reads_the_original_and_keeps_its_options():
     assert unchecked.__autovmap__.spec.fn is dist
     explicit = auto_vmap(b=None)(auto_vmap(a=1, b=1)(lambda a, b: a @ b))
     assert explicit.__autovmap__.spec.explicit == {"a": 1, "b": None}
+
+
+def test_re_decorating_with_rank_none_or_no_signature_batches_nothing_and_warns():
+    def f(x):
+        return jnp.sum(x**2)
+
+    x = np.arange(12.0).reshape(4, 3)
+    for batched, new in (
+        (auto_vmap(x=1)(f), auto_vmap(x=None)),
+        (auto_vmap(signature="(n)->()")(f), auto_vmap(signature=None)),
+    ):
+        with pytest.warns(NothingToBatchWarning, match=r"auto_vmap\(f\).*nothing is batched"):
+            unbatched = new(batched)
+        assert unbatched is f  # the original, undecorated
+        assert_trees_close(unbatched(x), np.sum(x**2))
+
+
+def test_re_decorating_keeps_the_explicit_rank_over_a_variadic_annotation():
+    def f(x: Float[Array, "*b n"]) -> Float[Array, ""]:
+        return jnp.sum(x**2)
+
+    chunked = auto_vmap(chunk_size=2)(auto_vmap(x=1)(f))
+    assert chunked.__autovmap__.options.chunk_size == 2
+    assert chunked.__autovmap__.spec.explicit == {"x": 1}
+    x = np.arange(15.0).reshape(5, 3)
+    assert_trees_close(chunked(x), loop(f, [x], [1], (5,)))
+
+
+def test_re_decorating_a_vectorize_function_chunks_or_refuses():
+    def dot(a, b):
+        return a @ b
+
+    vectorized = vectorize(dot, signature="(n),(n)->()")
+    chunked = auto_vmap(chunk_size=2)(vectorized)
+    assert chunked is not vectorized
+    a, b = np.arange(15.0).reshape(5, 3), np.ones(3)
+    assert_trees_close(chunked(a, b), loop(dot, [a, b], [1, 1], (5,)))
+    assert "in chunks of at most 2" in str(plan(chunked, a, b))
+    assert "chunks" not in str(plan(vectorized, a, b))
+    with pytest.raises(RankSpecError, match=r"vectorize\(dot\).*gives ranks"):
+        auto_vmap(a=1)(vectorized)
+    with pytest.raises(OptionError, match=r"vectorize\(dot\).*signature=\.\.\.\)` does not"):
+        auto_vmap(signature="(n),(n)->()")(vectorized)
+    with pytest.raises(OptionError, match=r"check=\.\.\.\)` does not apply"):
+        auto_vmap(check=True)(vectorized)
 
 
 def test_container_annotations_give_per_leaf_ranks():

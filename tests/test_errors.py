@@ -142,3 +142,14 @@ def test_broadcast_error_lists_every_batched_argument_in_a_table():
     assert lines[2].split() == ["s", "0", "explicit", "(2,)", "(2,)"]
     assert lines[3].split() == ["v", "1", "explicit", "(7,", "4,", "3)", "(7,", "4)"]
     assert lines[4].split() == ["m", "2", "explicit", "(5,", "3,", "3)", "(5,)"]
+
+
+@pytest.mark.parametrize("rank", [7, 10**6, 10**7])
+def test_a_huge_rank_gives_a_small_message(rank):
+    f = auto_vmap(x=rank)(lambda x: x)
+    with pytest.raises(RankTooLargeError) as info:
+        f(jnp.ones(3))
+    message = str(info.value)
+    assert len(message) < 500, len(message)
+    assert f"its rank is {rank}" in message
+    assert f"(*batch, d0, d1, d2, d3, ..., d{rank - 1})" in message

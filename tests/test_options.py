@@ -1,6 +1,11 @@
 """The options of `auto_vmap` (everything but ranks): validated when decorating, never confused
 with ranks, kept by re-decoration."""
 
+import ast
+import dataclasses
+import inspect
+import pathlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,7 +13,9 @@ import pytest
 from jax.sharding import PartitionSpec as P
 from oracle import assert_trees_close
 
-from autovmap import RankSpecError, auto_vmap
+import autovmap
+from autovmap import AutoVmap, AutoVmapError, OptionError, RankSpecError, auto_vmap
+from autovmap._decorator import OPTION_NAMES, Options
 
 
 @pytest.mark.parametrize(
@@ -27,6 +34,53 @@ def test_bad_options_are_refused_when_written(options, error, needle):
     with pytest.raises(error, match=needle) as info:
         auto_vmap(x=1, **options)
     assert not isinstance(info.value, RankSpecError)  # an option is not a rank
+    assert isinstance(info.value, OptionError) and isinstance(info.value, AutoVmapError)
+    with pytest.raises(OptionError, match=needle):  # every entry point validates the same way
+        AutoVmap(x=1, **options)
+    with pytest.raises(OptionError, match=needle):
+        auto_vmap(lambda x: x, **options)
+
+
+def _stub_keyword_options(tree: ast.Module, function: str) -> list[list[str]]:
+    """The keyword-only parameter names of each definition of `function` in the stub."""
+    return [
+        [a.arg for a in node.args.kwonlyargs]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef) and node.name == function and node.args.kwonlyargs
+    ]
+
+
+def test_the_options_are_listed_once_and_the_stub_and_signatures_agree():
+    names = [field.name for field in dataclasses.fields(Options)]
+    assert list(OPTION_NAMES) == names
+    signature = inspect.signature(auto_vmap)
+    keyword_only = [p for p in signature.parameters.values() if p.kind is p.KEYWORD_ONLY]
+    assert [p.name for p in keyword_only] == names
+    # `help(auto_vmap)` shows the real defaults, not `<object object at 0x...>`.
+    defaults = {field.name: field.default for field in dataclasses.fields(Options)}
+    assert {p.name: repr(p.default) for p in keyword_only} == {
+        name: repr(value) for name, value in defaults.items()
+    }
+    assert "object at 0x" not in str(signature)
+    stub = ast.parse(
+        (pathlib.Path(autovmap.__file__).parent / "__init__.pyi").read_text(), type_comments=True
+    )
+    typed_dict = next(
+        node
+        for node in ast.walk(stub)
+        if isinstance(node, ast.ClassDef) and node.name == "_Options"
+    )
+    fields = [n.target.id for n in typed_dict.body if isinstance(n, ast.AnnAssign)]
+    assert fields == names
+    assert names in _stub_keyword_options(stub, "auto_vmap")  # the overload taking ranks
+    assert names in _stub_keyword_options(stub, "__init__")  # `AutoVmap(...)`
+
+
+def test_an_option_given_equal_to_its_default_still_overrides_on_re_decoration():
+    chunked = auto_vmap(x=1, chunk_size=2)(lambda x: x.sum())
+    unchunked = auto_vmap(chunk_size=None)(chunked)
+    assert chunked.__autovmap__.options.chunk_size == 2
+    assert unchunked.__autovmap__.options.chunk_size is None
 
 
 @pytest.mark.parametrize(
