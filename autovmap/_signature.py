@@ -292,86 +292,71 @@ def _split(rank: Any) -> tuple[Any, ParamDims | None]:
     return jax.tree_util.tree_unflatten(treedef, [r for r, _ in split]), tree
 
 
-class CoreRead(NamedTuple):
-    """What `read_core_dims` found."""
-
-    explicit: dict[str, Any]  # the explicit ranks, dim strings replaced by int ranks
-    from_signature: dict[str, int]  # the ranks the signature gives the other parameters
-    core: CoreDims | None  # `None`: nothing to check
+def read_explicit(rank: Any) -> tuple[Any, ParamDims | None]:
+    """The reader of an explicit rank (validated): its int rank(s), dim strings replaced by
+    their int ranks, and the dims those name (`None` when it has no dim string)."""
+    return _split(rank)
 
 
-def read_core_dims(
-    fn: Any,
-    signature: inspect.Signature,
-    explicit: Mapping[str, Any],
+def signature_entries(
+    fn: Any, signature: inspect.Signature, explicit: Mapping[str, Any], gufunc: Gufunc
+) -> dict[str, ArgDims]:
+    """The signature entry of each parameter it ranks: in order, skipping `*args`/`**kwargs`,
+    a leading `self`/`cls` (unless `gufunc.skips_self` is off) and parameters explicitly ranked
+    `None`. Too many entries is a `RankSpecError`."""
+    eligible = [
+        p
+        for i, p in enumerate(signature.parameters.values())
+        if p.kind not in (_P.VAR_POSITIONAL, _P.VAR_KEYWORD)
+        and not (gufunc.skips_self and i == 0 and p.name in ("self", "cls"))
+        and not (p.name in explicit and explicit[p.name] is None)
+    ]
+    if len(gufunc.inputs) > len(eligible):
+        listed = ", ".join(f"`{p.name}`" for p in eligible) or "none"
+        raise RankSpecError(
+            f"{fn_label(fn)}: `signature={gufunc.text!r}` has {len(gufunc.inputs)} inputs, "
+            f"but the function has only {len(eligible)} parameters to give them to "
+            f"({listed}). Signature entries go to the parameters in order, skipping a "
+            "leading `self`/`cls` and parameters ranked `None`; `*args` and `**kwargs` "
+            "take none."
+        )
+    return {p.name: entry for p, entry in zip(eligible, gufunc.inputs)}
+
+
+def core_dims(
+    dims: Mapping[str, tuple[ParamDims, str]],
+    parameters: Sequence[inspect.Parameter],
     gufunc: Gufunc | None,
-    annotations: Mapping[str, Any],
     check: bool,
-    reader: AnnotationReader,
-) -> CoreRead:
-    """Dim strings and the signature turned into int ranks, and the dims to check.
-
-    `explicit` holds the validated explicit ranks (dim strings included). Conflicts between the
-    signature and explicit ranks or annotations raise `RankSpecError`.
-    """
-    parameters = list(signature.parameters.values())
-    dims: dict[str, ParamDims] = {}
-    ints: dict[str, Any] = {}
-    for name, rank in explicit.items():
-        ints[name], found = _split(rank)
-        if found is not None:
-            dims[name] = found
-
-    outputs = None
-    from_signature: dict[str, int] = {}
-    if gufunc is not None:
-        outputs = gufunc.outputs
-        eligible = [
-            p
-            for i, p in enumerate(parameters)
-            if p.kind not in (_P.VAR_POSITIONAL, _P.VAR_KEYWORD)
-            and not (gufunc.skips_self and i == 0 and p.name in ("self", "cls"))
-            and not (p.name in explicit and explicit[p.name] is None)
-        ]
-        if len(gufunc.inputs) > len(eligible):
-            listed = ", ".join(f"`{p.name}`" for p in eligible) or "none"
-            raise RankSpecError(
-                f"{fn_label(fn)}: `signature={gufunc.text!r}` has {len(gufunc.inputs)} inputs, "
-                f"but the function has only {len(eligible)} parameters to give them to "
-                f"({listed}). Signature entries go to the parameters in order, skipping a "
-                "leading `self`/`cls` and parameters ranked `None`; `*args` and `**kwargs` "
-                "take none."
-            )
-        for p, entry in zip(eligible, gufunc.inputs):
-            _agree(fn, gufunc, p.name, entry, ints, dims, annotations.get(p.name), reader)
-            if p.name not in explicit:
-                from_signature[p.name] = len(entry)
-            if p.name not in dims:  # an int rank names nothing: the signature's names apply
-                dims[p.name] = entry
-
-    # Annotation names, for the parameters whose rank comes from their annotation.
-    shared = {d.name for ds in dims.values() for d in _all_dims(ds) if d.name is not None}
-    for p in parameters:
-        if p.name in explicit or p.name in from_signature or p.name not in annotations:
-            continue
-        found_dims = dims_of_annotation(annotations[p.name])
-        if found_dims is None:
-            continue
-        if check:  # jaxtyping checks these per example; keep only names shared with the rest
-            found_dims = tuple(d if d.name in shared else _ANONYMOUS for d in found_dims)
-        dims[p.name] = found_dims
-
-    dims = {name: d for name, d in dims.items() if any(map(_checkable, _per_leaf(d)))}
-    if not dims and outputs is None:
-        return CoreRead(ints, from_signature, None)
-    checks = {name: d if isinstance(d, TreeDims) else compile_dims(d) for name, d in dims.items()}
+) -> CoreDims | None:
+    """The named core dims calls compare, from each parameter's dims and the source of its
+    rank (`read_spec` decides both). With `check`, names from annotations alone are left to
+    jaxtyping's per-example checks: only those a signature or dim string uses too are kept."""
+    shared = {
+        d.name
+        for found, source in dims.values()
+        if source != "annotation"
+        for d in _all_dims(found)
+        if d.name is not None
+    }
+    kept: dict[str, ParamDims] = {}
+    for name, (found, source) in dims.items():
+        if check and source == "annotation":
+            assert not isinstance(found, TreeDims)
+            found = tuple(d if d.name in shared else _ANONYMOUS for d in found)
+        if any(map(_checkable, _per_leaf(found))):
+            kept[name] = found
+    outputs = None if gufunc is None else gufunc.outputs
+    if not kept and outputs is None:
+        return None
+    checks = {name: d if isinstance(d, TreeDims) else compile_dims(d) for name, d in kept.items()}
     positional = tuple(
         checks.get(p.name, ())
         for p in parameters
         if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
     )
     text = None if gufunc is None else gufunc.text
-    return CoreRead(ints, from_signature, CoreDims(dims, outputs, text, checks, positional))
+    return CoreDims(kept, outputs, text, checks, positional)
 
 
 def _per_leaf(dims: ParamDims) -> Iterator[ArgDims]:
@@ -386,24 +371,22 @@ def _all_dims(dims: ParamDims) -> Iterator[Dim]:
         yield from leaf
 
 
-def _agree(
+def agree(
     fn: Any,
     gufunc: Gufunc,
     name: str,
     entry: ArgDims,
-    explicit: Mapping[str, Any],
-    dims: Mapping[str, ParamDims],
+    explicit: tuple[Any, ParamDims | None] | None,
     annotation: Any,
     reader: AnnotationReader,
 ) -> None:
-    """A parameter ranked by the signature and also explicitly or by its annotation: the two
-    must say the same."""
+    """A parameter ranked by the signature and also explicitly (`explicit`: what
+    `read_explicit` read) or by its annotation: the two must say the same."""
     where = f"its signature entry {fmt_dims(entry)} (in `signature={gufunc.text!r}`)"
-    if name in explicit:
-        rank = explicit[name]
-        same = rank == len(entry) if name not in dims else dims[name] == entry
+    if explicit is not None:
+        rank, named = explicit
+        same = rank == len(entry) if named is None else named == entry
         if isinstance(rank, bool) or not isinstance(rank, int) or not same:
-            named = dims.get(name)
             given = fmt_dims(named) if isinstance(named, tuple) else repr(rank)
             raise RankSpecError(
                 f"{fn_label(fn)}: parameter `{name}` is given {given} explicitly, which "

@@ -12,7 +12,7 @@ import inspect
 import numbers
 import types
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 
@@ -24,12 +24,18 @@ from ._annotations import (
 )
 from ._errors import RankSpecError, fn_label
 from ._signature import (
+    ArgDims,
     CoreDims,
     Gufunc,
+    ParamDims,
+    agree,
+    core_dims,
     dim_string_error,
+    dims_of_annotation,
     dims_of_string,
     parse_signature,
-    read_core_dims,
+    read_explicit,
+    signature_entries,
     signature_error,
 )
 
@@ -119,7 +125,7 @@ def _dim_string(fn: Any, name: str, text: str) -> str:
 
 def validate_rank(fn: Any, name: str, rank: object) -> RankTree:
     """Check one user-given rank; return it with every int leaf normalised to `int` (dim
-    strings are kept: `read_core_dims` reads their names)."""
+    strings are kept: `read_explicit` reads their names)."""
     if rank is None:
         return None
     if isinstance(rank, str):
@@ -228,40 +234,70 @@ def _signature(fn: Any) -> inspect.Signature:
         ) from None
 
 
-def _annotation_ranks(
+def _unresolved_error(fn: Any, name: str, reason: str) -> RankSpecError:
+    return RankSpecError(
+        f"{fn_label(fn)}: cannot resolve the annotation of parameter `{name}` ({reason}). "
+        "Define the names it uses at module level, or give the rank explicitly: "
+        f"`auto_vmap({name}=RANK)` (or `{name}=None`)."
+    )
+
+
+def _annotation_error(fn: Any, name: str, annotation: Any, error: Exception) -> RankSpecError:
+    why = (
+        "whose variadic dimension gives it no fixed rank"
+        if isinstance(error, VariadicAnnotation)
+        else f"which gives no single rank: {error}"
+    )
+    return RankSpecError(
+        f"{fn_label(fn)}: parameter `{name}` is annotated `{annotation_str(annotation)}`, {why}. "
+        f"Give the per-example rank explicitly, `auto_vmap({name}=RANK)`, or "
+        f"`auto_vmap({name}=None)` to leave it unbatched."
+    )
+
+
+class _Read(NamedTuple):
+    """What one source says about a parameter: its rank and the dims it names."""
+
+    rank: RankTree
+    dims: ParamDims | None
+    source: str  # "explicit", "signature", "annotation" or "none"
+
+
+def _read_param(
     fn: Any,
-    signature: inspect.Signature,
+    name: str,
+    explicit: Mapping[str, RankTree],
+    entries: Mapping[str, ArgDims],
+    gufunc: Gufunc | None,
     annotations: Mapping[str, Any],
     unresolved: Mapping[str, str],
-    explicit: Mapping[str, RankTree],
     reader: AnnotationReader,
-) -> dict[str, RankTree]:
-    """The rank each parameter's annotation implies, for the parameters not ranked explicitly."""
-    ranks = {}
-    for name in signature.parameters:
-        if name in explicit:
-            continue
-        if name in unresolved:
-            raise RankSpecError(
-                f"{fn_label(fn)}: cannot resolve the annotation of parameter `{name}` "
-                f"({unresolved[name]}). Define the names it uses at module level, or give the "
-                f"rank explicitly: `auto_vmap({name}=RANK)` (or `{name}=None`)."
-            )
-        try:
-            ranks[name] = reader.rank(annotations.get(name))
-        except (VariadicAnnotation, NoSingleRank) as e:
-            why = (
-                "whose variadic dimension gives it no fixed rank"
-                if isinstance(e, VariadicAnnotation)
-                else f"which gives no single rank: {e}"
-            )
-            raise RankSpecError(
-                f"{fn_label(fn)}: parameter `{name}` is annotated "
-                f"`{annotation_str(annotations[name])}`, {why}. Give the per-example rank "
-                f"explicitly, `auto_vmap({name}=RANK)`, or `auto_vmap({name}=None)` to leave it "
-                "unbatched."
-            ) from None
-    return ranks
+) -> _Read:
+    """The one place rank precedence is decided: the explicit rank (an int, or a dim string)
+    wins over the signature entry, which wins over the annotation. A signature entry must
+    agree with the other two where they give a rank (else `RankSpecError`); an explicit int
+    rank names no dims, so the entry's names apply."""
+    entry = entries.get(name)
+    annotation = annotations.get(name)
+    if name in explicit:
+        rank, dims = read_explicit(explicit[name])
+        if entry is not None:
+            assert gufunc is not None
+            agree(fn, gufunc, name, entry, (rank, dims), annotation, reader)
+        return _Read(rank, dims if dims is not None else entry, "explicit")
+    if entry is not None:
+        assert gufunc is not None
+        agree(fn, gufunc, name, entry, None, annotation, reader)
+        return _Read(len(entry), entry, "signature")
+    if name in unresolved:
+        raise _unresolved_error(fn, name, unresolved[name])
+    try:
+        rank = reader.rank(annotation)
+    except (VariadicAnnotation, NoSingleRank) as e:
+        raise _annotation_error(fn, name, annotation, e) from None
+    if rank is None:
+        return _Read(None, None, "none")
+    return _Read(rank, dims_of_annotation(annotation), "annotation")
 
 
 def read_spec(
@@ -272,10 +308,10 @@ def read_spec(
     gufunc: str | Gufunc | None = None,
     check: bool = True,
 ) -> CallSpec:
-    """Read `fn` once: its signature, resolved annotations, and each parameter's rank: the
-    explicit one (an int, or a dim string) wins over the entry of `gufunc` (the `signature=`
-    option), which wins over the annotation's. Like-named dims, which calls compare, come
-    from the same places; with `check`, names from annotations alone are left to jaxtyping."""
+    """Read `fn` once: its signature, resolved annotations, and each parameter's rank and
+    named dims, from the explicit rank, the entry of `gufunc` (the `signature=` option) or the
+    annotation, in that order (`_read_param`). Like-named dims, which calls compare, come from
+    the same places; with `check`, names from annotations alone are left to jaxtyping."""
     target = _annotated_function(fn)
     _refuse_non_functions(fn, target)
     signature = _signature(fn)
@@ -292,23 +328,15 @@ def read_spec(
         except Exception as e:  # noqa: BLE001 - NameError, SyntaxError...: reported if needed
             unresolved[name] = f"{type(e).__name__}: {e}"
     gufunc = _parse_gufunc(fn, gufunc)
-    ints, from_signature, core = read_core_dims(
-        fn, signature, explicit, gufunc, annotations, check, reader
-    )
-    inferred = _annotation_ranks(
-        fn, signature, annotations, unresolved, {**explicit, **from_signature}, reader
-    )
+    entries = {} if gufunc is None else signature_entries(fn, signature, explicit, gufunc)
     params = []
+    dims: dict[str, tuple[ParamDims, str]] = {}
     for index, p in enumerate(signature.parameters.values()):
-        if p.name in explicit:
-            rank, source = ints[p.name], "explicit"
-        elif p.name in from_signature:
-            rank, source = from_signature[p.name], "signature"
-        elif inferred.get(p.name) is not None:
-            rank, source = inferred[p.name], "annotation"
-        else:
-            rank, source = None, "none"
-        params.append(ParamRank(p.name, index, p.kind, rank, source))
+        read = _read_param(fn, p.name, explicit, entries, gufunc, annotations, unresolved, reader)
+        params.append(ParamRank(p.name, index, p.kind, read.rank, read.source))
+        if read.dims is not None:
+            dims[p.name] = (read.dims, read.source)
+    core = core_dims(dims, list(signature.parameters.values()), gufunc, check)
     return _layout(fn, signature, annotations, explicit, gufunc, core, tuple(params))
 
 
