@@ -34,7 +34,7 @@ from ._annotations import annotation_str
 from ._bind import BoundCall, bind, shape_of
 from ._describe import LeafAt, core_dim_fixed, core_dim_mismatch, count_dims, fmt_shape
 from ._errors import AnnotationCheckError, OutputSignatureError, fn_label, hide_from_tracebacks
-from ._signature import CoreDims, TreeDims, compile_dims, fmt_dims, leaf_dims
+from ._signature import CoreDims, TreeDims, compare_dims, compile_dims, fmt_dims, leaf_dims
 from ._spec import CallSpec
 
 hide_from_tracebacks(__file__)
@@ -218,22 +218,16 @@ def named_sizes(
                 continue
             shape = shape_of(bound.leaves[argument.start + j])
             assert shape is not None  # a ranked leaf
-            for back, name, fixed, broadcastable in leaf_checks:
-                size = shape[back]
-                if broadcastable and size == 1:
-                    continue
-                if fixed is not None:
-                    if size != fixed:
-                        raise core_dim_fixed(fn, core, bound, (a, j), fixed, size)
-                    continue
-                known = sizes.get(name)
-                if known is None:
-                    sizes[name] = size
-                    origin[name] = (a, j)
-                elif known != size:
-                    raise core_dim_mismatch(
-                        fn, core, bound, name, origin[name], known, (a, j), size
-                    )
+            wrong = compare_dims(shape, leaf_checks, sizes)
+            if wrong is not None and not wrong.name:
+                raise core_dim_fixed(fn, core, bound, (a, j), wrong.expected, wrong.size)
+            if wrong is not None:
+                first = origin.get(wrong.name, (a, j))  # or this leaf: `"n n"` on (3, 4)
+                raise core_dim_mismatch(
+                    fn, core, bound, wrong.name, first, wrong.expected, (a, j), wrong.size
+                )
+            for name in sizes.keys() - origin.keys():
+                origin[name] = (a, j)
     return sizes, origin
 
 
@@ -254,6 +248,7 @@ class OutputChecker:
         self.spec = spec
         self.core = spec.core
         self.outputs = spec.core.outputs
+        self.output_checks = [compile_dims(dims) for dims in self.outputs]
         self.call = call
         self.signature = f"`signature={spec.core.signature!r}`"  # for messages
 
@@ -301,24 +296,24 @@ class OutputChecker:
                         f"({count_dims(len(dims))}). The shapes here are of one example (batch "
                         "dims excluded); fix what the function returns, or the signature."
                     )
-                for dim, size in zip(dims, shape):
-                    if dim.size is not None and size != dim.size:
-                        raise self._error(
-                            f"output {k} of one example has shape {fmt_shape(shape)}, but "
-                            f"{self.signature} fixes a dim of it to size {dim.size}."
-                        )
-                    if dim.name is None:
-                        continue
-                    known = sizes.setdefault(dim.name, size)
-                    from_output.setdefault(dim.name, k)
-                    if known != size:
-                        source = self._source(args, kwargs, dim.name, from_output)
-                        raise self._error(
-                            f"output {k} of one example has shape {fmt_shape(shape)}, so its "
-                            f"core dim `{dim.name}` has size {size}, but `{dim.name}` = {known} "
-                            f"from {source} ({self.signature}). Fix what the function returns, "
-                            "or the signature."
-                        )
+                known = sizes.keys()
+                new = [d.name for d in dims if d.name is not None and d.name not in known]
+                wrong = compare_dims(shape, self.output_checks[k], sizes)
+                for name in new:
+                    from_output.setdefault(name, k)
+                if wrong is not None and not wrong.name:
+                    raise self._error(
+                        f"output {k} of one example has shape {fmt_shape(shape)}, but "
+                        f"{self.signature} fixes a dim of it to size {wrong.expected}."
+                    )
+                if wrong is not None:
+                    source = self._source(args, kwargs, wrong.name, from_output)
+                    raise self._error(
+                        f"output {k} of one example has shape {fmt_shape(shape)}, so its "
+                        f"core dim `{wrong.name}` has size {wrong.size}, but `{wrong.name}` = "
+                        f"{wrong.expected} from {source} ({self.signature}). Fix what the "
+                        "function returns, or the signature."
+                    )
 
     def _source(
         self, args: tuple[Any, ...], kwargs: dict[str, Any], name: str, from_output: dict[str, int]

@@ -260,16 +260,40 @@ class CoreDims:
             shape = getattr(value, "shape", None)
             if isinstance(checks, TreeDims) or shape is None:
                 return None  # a pytree: the full path tells
-            for back, name, fixed, broadcastable in checks:
-                size = shape[back]
-                if broadcastable and size == 1:
-                    continue
-                if fixed is not None:
-                    if size != fixed:
-                        return None
-                elif sizes.setdefault(name, size) != size:
-                    return None
+            if compare_dims(shape, checks, sizes) is not None:
+                return None
         return sizes
+
+
+class Disagreement(NamedTuple):
+    """A core dim of a shape that does not fit: its name (`""` for a dim of fixed size), the
+    size found, and the size expected (the fixed size, or the one the name had before)."""
+
+    name: str
+    size: int
+    expected: int
+
+
+def compare_dims(
+    shape: Sequence[int], checks: tuple[Check, ...], sizes: dict[str, int]
+) -> Disagreement | None:
+    """The one named-size check: record in `sizes` the size of each named dim of `shape`
+    (whose last dims are the core dims `checks` describe), and return the first dim that
+    disagrees with a fixed size or with the size its name has already, or `None`. A size-1
+    broadcastable (`#n`) dim is skipped. Calls (`_check.named_sizes`, `CoreDims.sizes`) and
+    each example's outputs (`_check.OutputChecker`) are compared with it."""
+    for back, name, fixed, broadcastable in checks:
+        size = shape[back]
+        if broadcastable and size == 1:
+            continue
+        if fixed is not None:
+            if size != fixed:
+                return Disagreement("", size, fixed)
+        else:
+            known = sizes.setdefault(name, size)
+            if known != size:
+                return Disagreement(name, size, known)
+    return None
 
 
 def _is_str(x: object) -> bool:

@@ -11,7 +11,7 @@ import functools
 import inspect
 import numbers
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -327,7 +327,34 @@ def read_spec(
             annotations[name] = reader.resolve(annotation, globalns)
         except Exception as e:  # noqa: BLE001 - NameError, SyntaxError...: reported if needed
             unresolved[name] = f"{type(e).__name__}: {e}"
-    gufunc = _parse_gufunc(fn, gufunc)
+    return spec_from_parameters(
+        fn,
+        signature.parameters.values(),
+        explicit,
+        _parse_gufunc(fn, gufunc),
+        check,
+        reader,
+        annotations,
+        unresolved,
+        signature.return_annotation,
+    )
+
+
+def spec_from_parameters(
+    fn: Any,
+    parameters: Iterable[inspect.Parameter],
+    explicit: Mapping[str, RankTree],
+    gufunc: Gufunc | None,
+    check: bool,
+    reader: AnnotationReader,
+    annotations: Mapping[str, Any] = types.MappingProxyType({}),
+    unresolved: Mapping[str, str] = types.MappingProxyType({}),
+    return_annotation: Any = inspect.Signature.empty,
+) -> CallSpec:
+    """The spec of calls of `fn` with these parameters, explicit ranks (validated), signature
+    and resolved annotations: what `read_spec` reads from a function, or what `vectorize` makes
+    for one layout of a call (its parameters are the arguments of that call)."""
+    signature = inspect.Signature(list(parameters), return_annotation=return_annotation)
     entries = {} if gufunc is None else signature_entries(fn, signature, explicit, gufunc)
     params = []
     dims: dict[str, tuple[ParamDims, str]] = {}
@@ -337,7 +364,7 @@ def read_spec(
         if read.dims is not None:
             dims[p.name] = (read.dims, read.source)
     core = core_dims(dims, list(signature.parameters.values()), gufunc, check)
-    return _layout(fn, signature, annotations, explicit, gufunc, core, tuple(params))
+    return _layout(fn, signature, dict(annotations), dict(explicit), gufunc, core, tuple(params))
 
 
 def _parse_gufunc(fn: Any, signature: str | Gufunc | None) -> Gufunc | None:

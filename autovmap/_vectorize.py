@@ -3,10 +3,10 @@
 `jnp.vectorize` matches the signature's inputs to the *positional arguments of each call*
 (after taking out `excluded` ones), so the ranks depend on the call, not on the function's
 parameters. Each layout of a call (how many positional arguments, which keywords) therefore
-gets its own `BatchedCall`, made once and cached: `read_spec` reads a stand-in for `pyfunc`
-with one parameter per argument of that layout, named after `pyfunc`'s own parameters, with
-the excluded ones ranked `None` and the others given their entries of the signature. The
-stand-in passes every argument on to `pyfunc`, so the excluded ones reach it untouched. The
+gets its own `BatchedCall`, made once and cached, from a spec built from a parameter list
+(`spec_from_parameters`): one parameter per argument of that layout, named after `pyfunc`'s
+own parameters, with the excluded ones ranked `None` and the others given their entries of the
+signature. The call goes to `pyfunc` itself, so the excluded arguments reach it untouched. The
 core then binds, checks, plans and runs the call as for any auto-vmapped function: size-1 batch
 dims are closed over rather than copied, eager batch dims are merged, and the named core dims
 are compared before `jax.vmap` runs. Per call, only what `jnp.vectorize` does besides remains:
@@ -37,7 +37,7 @@ from ._errors import (
 )
 from ._plan import BoundedCache
 from ._signature import ArgDims, Gufunc, fmt_dims, parse_signature, signature_error
-from ._spec import read_spec
+from ._spec import spec_from_parameters
 
 hide_from_tracebacks(__file__)
 
@@ -72,18 +72,11 @@ def _name_of(fn: Any) -> str:
     return str(name).rpartition("<locals>.")[2]
 
 
-def _stand_in(
-    pyfunc: Callable[..., Any], label: str, signature: inspect.Signature
-) -> Callable[..., Any]:
-    """What `read_spec` reads for one layout: `pyfunc` under the layout's signature."""
-
-    def stand_in(*args: Any, **kwargs: Any) -> Any:
-        return pyfunc(*args, **kwargs)
-
-    stand_in.__signature__ = signature  # type: ignore[attr-defined]
-    stand_in.__annotations__ = {}  # nothing to check: `jnp.vectorize` checks no annotations
-    stand_in.__autovmap_label__ = label  # type: ignore[attr-defined]
-    return stand_in
+def _labelled(pyfunc: Callable[..., Any], label: str) -> Callable[..., Any]:
+    """`pyfunc` itself, called as it is, named `label` by messages (`fn_label`)."""
+    labelled = functools.partial(pyfunc)
+    labelled.__autovmap_label__ = label  # type: ignore[attr-defined]
+    return labelled
 
 
 class _Vectorized:
@@ -102,6 +95,7 @@ class _Vectorized:
         self.signature = signature
         self.options = options  # `check` is off: `jnp.vectorize` checks no annotations
         self.label = f"`vectorize({_name_of(pyfunc)})`"
+        self.function = _labelled(pyfunc, self.label)  # what each layout's spec calls
         self.gufunc: Gufunc | None = None
         if signature is not None:
             try:
@@ -204,9 +198,11 @@ class _Vectorized:
                 raise TypeError(f"{self.label}: {e}") from None
         outputs = None if self.gufunc is None else self.gufunc.outputs
         text = None if self.gufunc is None else self.gufunc.text
-        stand_in = _stand_in(self.pyfunc, self.label, inspect.Signature(params))
         gufunc = Gufunc(tuple(entries), outputs, text, skips_self=False)
-        spec = read_spec(stand_in, (), explicit, AnnotationReader(None), gufunc, check=False)
+        # No annotations: `jnp.vectorize` checks none, and the signature gives every rank.
+        spec = spec_from_parameters(
+            self.function, params, explicit, gufunc, False, AnnotationReader(None)
+        )
         call = BatchedCall(spec, self.options, invoker(spec, check=False))
         return self.layouts.put(
             (n_args, keyword_names), _Layout(call, tuple(inputs), tuple(batched))
