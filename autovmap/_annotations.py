@@ -14,7 +14,6 @@ import types
 import typing
 from typing import Any
 
-import jax
 import jaxtyping
 import numpy as np
 
@@ -83,7 +82,7 @@ class DtypeRank:
         dtype = getattr(leaf, "dtype", None)
         if dtype is None:
             dtype = np.asarray(leaf).dtype
-        name = "prng_key" if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) else str(dtype)
+        name = dtype.type.__name__  # as jaxtyping names it: `float32`, `uint32`, `prng_key`
         for member_dtype, rank in self.by_dtype:
             if member_dtype == name:
                 return rank
@@ -107,7 +106,11 @@ def _by_dtype(union: Any, members: list[tuple[Any, Any]]) -> DtypeRank:
     for member, rank in members:
         member = unwrap(member)
         dtypes = getattr(member, "dtypes", None) if is_array_annotation(member) else None
-        if not isinstance(rank, int) or not isinstance(dtypes, tuple):
+        if (
+            not isinstance(rank, int)
+            or not isinstance(dtypes, tuple)
+            or not all(isinstance(d, str) for d in dtypes)  # not a regex: comparable
+        ):
             raise NoSingleRank(
                 f"its members have different ranks {[r for _, r in members]}, and their dtypes "
                 "do not decide which applies"
