@@ -98,6 +98,12 @@ class DtypeRank:
         )
 
 
+def leaf_rank(rank: Any, leaf: Any, fn: Any, label: str) -> int:
+    """The int rank of an array leaf whose rank is not an int: a `DtypeRank`, by its dtype."""
+    assert isinstance(rank, DtypeRank), rank
+    return rank.of(leaf, fn, label)
+
+
 def _by_dtype(union: Any, members: list[tuple[Any, Any]]) -> DtypeRank:
     """The rank of a union whose members have different ranks, where the dtype decides it:
     each ranked member an array annotation of an int rank with listed dtypes, no dtype in two
@@ -149,8 +155,12 @@ class NoSingleRank(Exception):
 
 
 _ALIAS_TYPES: tuple[type, ...] = tuple(
-    {getattr(typing, "TypeAliasType", None), getattr(typing_extensions, "TypeAliasType", None)}
-    - {None}
+    alias
+    for alias in {
+        getattr(typing, "TypeAliasType", None),
+        getattr(typing_extensions, "TypeAliasType", None),
+    }
+    if isinstance(alias, type)
 )
 
 
@@ -161,7 +171,7 @@ def unwrap(t: Any) -> Any:
         if typing.get_origin(t) is typing.Annotated:
             t = typing.get_args(t)[0]
         elif isinstance(t, _ALIAS_TYPES):
-            t = t.__value__
+            t = typing.cast(Any, t).__value__
         elif isinstance(typing.get_origin(t), _ALIAS_TYPES):
             raise NoSingleRank("it is a generic type alias, whose rank is not read")
         else:

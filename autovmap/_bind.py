@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._annotations import DtypeRank, EachRank, FieldRanks, rank_at
+from ._annotations import EachRank, FieldRanks, leaf_rank, rank_at
 from ._errors import TreeStructureError, fn_label, hide_from_tracebacks
 from ._plan import Shape
 from ._spec import CallSpec, ParamRank, is_none
@@ -262,8 +262,8 @@ def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bound
         slots = []
         for slot, (leaf, rank) in enumerate(zip(flat, flat_ranks)):
             if rank is not None and shape_of(leaf) is not None:
-                if rank.__class__ is DtypeRank:  # a union chosen by the leaf's dtype
-                    rank = rank.of(leaf, spec.fn, param.label(key))
+                if rank.__class__ is not int:  # a union whose member the leaf's dtype picks
+                    rank = leaf_rank(rank, leaf, spec.fn, param.label(key))
                 slots.append(slot)
                 leaves.append(leaf)
                 ranks.append(rank)

@@ -342,3 +342,33 @@ def test_a_function_with_nothing_to_batch_warns_and_is_returned_unchanged():
         @auto_vmap(x=None)
         def h(x: Float[Array, "n"]):
             return x
+
+
+def test_real_code_through_annotated_aliases_and_a_key_union():
+    # jax.scipy's logpdf, annotated through `Annotated` and an alias, with a key per example.
+    typing_extensions = pytest.importorskip("typing_extensions")
+    Matrix = typing_extensions.TypeAliasType("Matrix", Float[Array, "n n"])
+
+    @auto_vmap(chunk_size=3)
+    def noisy_logpdf(
+        key: PRNGKeyArray,
+        x: Annotated[Float[Array, "n"], "a point"],
+        cov: Matrix,
+    ) -> Float[Array, ""]:
+        noise = 1e-3 * jax.random.normal(key, x.shape)
+        return jax.scipy.stats.multivariate_normal.logpdf(x + noise, jnp.zeros_like(x), cov)
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(5, 3, 3))
+    covs = jnp.asarray(a @ np.swapaxes(a, -1, -2) + 3 * np.eye(3), jnp.float32)
+    xs = jnp.asarray(rng.normal(size=(4, 1, 3)), jnp.float32)
+    keys = jax.random.split(jax.random.key(1), 4)[:, None]
+    out = noisy_logpdf(keys, xs, covs)
+    assert out.shape == (4, 5)
+    expected = np.array(
+        [
+            [noisy_logpdf.__wrapped__(keys[i, 0], xs[i, 0], covs[j]) for j in range(5)]
+            for i in range(4)
+        ]
+    )
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
