@@ -26,8 +26,9 @@ import jax
 import jax.numpy as jnp
 
 from ._annotations import AnnotationReader
+from ._bind import bind
 from ._check import invoker
-from ._decorator import BatchedCall, Options
+from ._decorator import OPTION_NAMES, BatchedCall, Options
 from ._errors import (
     BatchShapeError,
     BroadcastError,
@@ -43,6 +44,8 @@ hide_from_tracebacks(__file__)
 
 _P = inspect.Parameter
 _LAYOUTS_KEPT = 256  # distinct call layouts kept per vectorized function
+# Options `auto_vmap` cannot apply to a `vectorize` function: its signature is `vectorize`'s.
+_NOT_APPLICABLE = ("check", "signature")
 
 
 def _rank_promotion() -> str:
@@ -95,18 +98,27 @@ class _Vectorized:
         self.signature = signature
         self.options = options  # `check` is off: `jnp.vectorize` checks no annotations
         self.label = f"`vectorize({_name_of(pyfunc)})`"
-        self.function = _labelled(pyfunc, self.label)  # what each layout's spec calls
         self.gufunc: Gufunc | None = None
         if signature is not None:
             try:
                 self.gufunc = parse_signature(signature)
             except (TypeError, ValueError) as e:
                 raise signature_error(self.label, signature, e) from None
+        self.function = _labelled(pyfunc, self.label)  # what each layout's spec calls
         try:
-            self.py_signature: inspect.Signature | None = inspect.signature(pyfunc)
+            params = list(inspect.signature(pyfunc).parameters.values())
         except (TypeError, ValueError):  # a builtin without one: positions only
-            self.py_signature = None
-        params = [] if self.py_signature is None else list(self.py_signature.parameters.values())
+            params = None
+        # `pyfunc`'s own parameters, unranked: each layout is bound against them once, so a
+        # call that does not fit `pyfunc` is refused as `auto_vmap` refuses one.
+        self.own_spec = (
+            None
+            if params is None
+            else spec_from_parameters(
+                self.function, params, {}, None, False, AnnotationReader(None)
+            )
+        )
+        params = params or []
         positional = []
         for p in params:
             if p.kind not in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD):
@@ -191,11 +203,8 @@ class _Vectorized:
             add(name, name, (), False)
         if self.gufunc is not None and filled != set(range(len(self.gufunc.inputs))):
             raise self._count_error(n_args, keyword_names)
-        if self.py_signature is not None:
-            try:  # the call must fit `pyfunc` itself: checked once per layout
-                self.py_signature.bind(*[None] * n_args, **dict.fromkeys(keyword_names))
-            except TypeError as e:
-                raise TypeError(f"{self.label}: {e}") from None
+        if self.own_spec is not None:  # the call must fit `pyfunc` itself
+            bind(self.own_spec, (None,) * n_args, dict.fromkeys(keyword_names))
         outputs = None if self.gufunc is None else self.gufunc.outputs
         text = None if self.gufunc is None else self.gufunc.text
         gufunc = Gufunc(tuple(entries), outputs, text, skips_self=False)
@@ -231,11 +240,12 @@ class _Vectorized:
             if name == "signature" or (name == "check" and value)
         ]
         if refused:
+            applicable = ", ".join(f"`{n}`" for n in OPTION_NAMES if n not in _NOT_APPLICABLE)
             raise OptionError(
                 f"{self.label}: `auto_vmap({refused[0]}=...)` does not apply to a function made "
                 "by `vectorize`: give the signature to `vectorize`, which checks no annotations "
-                "(use `auto_vmap` on the original function for those). `chunk_size`, "
-                "`axis_name` and `spmd_axis_name` apply."
+                f"(use `auto_vmap` on the original function for those). These apply: "
+                f"{applicable}, and `check=False`."
             )
         merged = dataclasses.replace(self.options, **options)
         return _vectorized_function(_Vectorized(self.pyfunc, self.excluded, self.signature, merged))
