@@ -202,9 +202,15 @@ class _Default:
         return repr(self.value)
 
 
-_DEFAULTS: dict[str, Any] = {
-    field.name: _Default(field.default) for field in dataclasses.fields(Options)
-}
+def _mark_defaults(fn: Callable[..., Any]) -> None:
+    """Give `fn`'s keyword-only options `_Default`s of the values `Options` declares. Its
+    source keeps the plain values (`check: bool = True`), which the API page shows; they must
+    be the options `Options` lists, with its defaults, in its order."""
+    declared = {field.name: field.default for field in dataclasses.fields(Options)}
+    written = fn.__kwdefaults__ or {}
+    if list(written.items()) != list(declared.items()):
+        raise AssertionError(f"{fn.__name__}'s options {written} differ from `Options`")
+    fn.__kwdefaults__ = {name: _Default(value) for name, value in declared.items()}
 
 
 def _given_options(keywords: dict[str, Any]) -> dict[str, Any]:
@@ -335,11 +341,11 @@ def _batched_signature(spec: CallSpec) -> inspect.Signature:
 
 def auto_vmap(
     *ranks: Any,
-    check: bool = _DEFAULTS["check"],
-    chunk_size: int | None = _DEFAULTS["chunk_size"],
-    axis_name: str | None = _DEFAULTS["axis_name"],
-    spmd_axis_name: Any = _DEFAULTS["spmd_axis_name"],
-    signature: str | None = _DEFAULTS["signature"],
+    check: bool = True,
+    chunk_size: int | None = None,
+    axis_name: str | None = None,
+    spmd_axis_name: Any = None,
+    signature: str | None = None,
     **keyword_ranks: Any,
 ) -> Any:
     """Make a function written for single examples accept any leading batch dimensions.
@@ -433,6 +439,7 @@ def auto_vmap(
     return AutoVmap(*ranks, **options, **keyword_ranks)
 
 
+_mark_defaults(auto_vmap)
 autovmap = auto_vmap
 
 

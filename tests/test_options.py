@@ -62,6 +62,15 @@ def test_the_options_are_listed_once_and_the_stub_and_signatures_agree():
         name: repr(value) for name, value in defaults.items()
     }
     assert "object at 0x" not in str(signature)
+    # The API page reads the source: it shows the same plain defaults.
+    source = ast.parse(inspect.getsource(inspect.getmodule(auto_vmap)))
+    definition = next(
+        node
+        for node in ast.walk(source)
+        if isinstance(node, ast.FunctionDef) and node.name == "auto_vmap"
+    )
+    assert [a.arg for a in definition.args.kwonlyargs] == names
+    assert [ast.literal_eval(d) for d in definition.args.kw_defaults] == list(defaults.values())
     stub = ast.parse(
         (pathlib.Path(autovmap.__file__).parent / "__init__.pyi").read_text(), type_comments=True
     )
