@@ -63,6 +63,9 @@ class AutoVmapError(Exception):
 class RankSpecError(AutoVmapError, TypeError, ValueError):
     """A rank specification is invalid; raised when decorating."""
 
+class OptionError(AutoVmapError, TypeError, ValueError):
+    """An option of `auto_vmap` is invalid; raised when the option is written."""
+
 class BatchShapeError(AutoVmapError, ValueError):
     """The arguments of a call do not fit the ranks; raised before `jax.vmap` runs."""
 
