@@ -23,6 +23,7 @@ from ._errors import (
     RankSpecError,
     fn_label,
     hide_from_tracebacks,
+    value_label,
 )
 from ._plan import BoundedCache, IncompatibleBatchShapes, VmapPlan, plan_for
 from ._run import run_named_unbatched, run_plan
@@ -228,9 +229,9 @@ class AutoVmap:
             # Either decorator order works: batch the underlying function, re-wrap it.
             return type(fn)(self._decorate(fn.__func__, frame))
         if not callable(fn):
-            raise TypeError(
-                f"`auto_vmap` decorates functions; got {fn!r}. Use `@auto_vmap(...)` with "
-                "ranks, or `@auto_vmap` on a function."
+            raise RankSpecError(
+                f"`auto_vmap` decorates functions; got {value_label(fn)}. Did you forget the "
+                "function? Write `auto_vmap(x=1)(f)(x)`, or `@auto_vmap(...)` above a `def`."
             )
         if inspect.ismethod(fn) and isinstance(
             getattr(fn.__func__, "__autovmap__", None), BatchedCall

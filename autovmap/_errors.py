@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+import jax
 import jaxtyping
+import numpy as np
 
 
 def hide_from_tracebacks(path: str) -> None:
@@ -68,6 +70,28 @@ class AnnotationCheckError(AutoVmapError, jaxtyping.TypeCheckError):
 
 class NothingToBatchWarning(UserWarning):
     """`@auto_vmap` read a function's annotations and found no parameter to batch."""
+
+
+def value_label(value: Any) -> str:
+    """One short line naming what `value` is, for messages: an array by its type, shape and
+    dtype (never its repr, which runs to many lines), anything else by its type and, when that
+    is short, its repr."""
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    kind = type(value).__qualname__
+    if isinstance(value, jax.Array):
+        kind = "jax.Array"
+    elif isinstance(value, np.ndarray):
+        kind = "numpy.ndarray"
+    if isinstance(shape, tuple) and dtype is not None:
+        return f"{_a(kind)} of shape {shape} and dtype {dtype}"
+    text = repr(value)
+    if len(text) <= 60 and "\n" not in text:
+        return f"`{text}`, {_a(kind)}"
+    return _a(kind)
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[:1].lower() in 'aeiou' else 'a'} `{kind}`"
 
 
 def fn_label(fn: Any) -> str:
