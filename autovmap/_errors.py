@@ -24,6 +24,29 @@ def hide_from_tracebacks(path: str) -> None:
     traceback_util.register_exclusion(path)
 
 
+_JAX_NOTE = "--------------------\nFor simplicity, JAX"  # how JAX's note on removed frames starts
+
+
+def tidy_traceback(error: BaseException) -> None:
+    """Make `error`, on its way out of a decorated function, read as raised at the user's call:
+    the frames of this package and of JAX leave its traceback (the user's own frames stay, the
+    user's function included), and JAX's note on removed frames moves after the notes added
+    here, so that the message and its notes read together. `JAX_TRACEBACK_FILTERING=off` (or
+    IPython's own hiding) leaves the traceback whole."""
+    notes = getattr(error, "__notes__", None)
+    if notes:
+        notes.sort(key=lambda note: note.startswith(_JAX_NOTE))  # stable: JAX's note last
+    try:
+        from jax._src import traceback_util
+
+        mode = traceback_util._filtering_mode()
+        filter_traceback = traceback_util.filter_traceback
+    except (ImportError, AttributeError):  # pragma: no cover - private, checked by the tests
+        return
+    if mode in ("quiet_remove_frames", "remove_frames") and error.__traceback__ is not None:
+        error.__traceback__ = filter_traceback(error.__traceback__)
+
+
 class AutoVmapError(Exception):
     """Base class of every error raised by `autovmap` itself."""
 
