@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jaxtyping import Array, Float
+from oracle import assert_trees_close
 
 import autovmap
 from autovmap import (
@@ -24,7 +25,6 @@ from autovmap import (
     auto_vmap,
     vectorize,
 )
-from oracle import assert_trees_close
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
