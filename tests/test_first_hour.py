@@ -203,3 +203,18 @@ def test_tidied_errors_are_still_the_same_errors():
     assert isinstance(info.value, AutoVmapError) and isinstance(info.value, ValueError)
     with pytest.raises(AttributeError, match="no_such"):
         jax.jit(auto_vmap(x=1)(lambda x: x.no_such))(jnp.ones((2, 3)))
+
+
+def test_every_public_exception_and_warning_is_on_the_api_page_and_the_errors_page():
+    api = (ROOT / "docs" / "api.md").read_text()
+    errors = (ROOT / "docs" / "errors.md").read_text()
+    classes = [
+        name
+        for name in dir(autovmap)
+        if isinstance(getattr(autovmap, name), type)
+        and issubclass(getattr(autovmap, name), Warning | AutoVmapError)
+    ]
+    assert "NothingToBatchWarning" in classes and "BroadcastError" in classes
+    for name in classes:
+        assert f"::: autovmap.{name}\n" in api, name
+        assert name in errors.split("```python")[0], f"{name} is not in the errors page's tree"
