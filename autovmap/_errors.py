@@ -101,7 +101,6 @@ class NothingToBatchWarning(UserWarning):
     """
 
 
-
 def value_label(value: Any) -> str:
     """One short line naming what `value` is, for messages: an array by its type, shape and
     dtype (never its repr, which runs to many lines), anything else by its type and, when that
