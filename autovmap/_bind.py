@@ -252,8 +252,9 @@ def explain_failure(
     if isinstance(error, TypeError):
         try:
             bound = bind(spec, args, kwargs)
-        except Exception:  # pragma: no cover - the call bound before it failed
+        except Exception:  # the call did not bind: that is the error, as it stands
             return None
+
         for label, leaf in zip(bound.leaf_labels(), bound.leaves):
             if isinstance(leaf, (np.ndarray, np.generic)) and leaf.dtype.kind in "OUSVMm":
                 return TreeStructureError(

@@ -157,8 +157,11 @@ TRACEBACK_SCRIPT = textwrap.dedent("""
         return x.no_such_attribute
 
     import sys
+    from autovmap import vectorize
     if sys.argv[1] == "check":
         dist(jnp.ones((4, 3)), jnp.zeros((4, 2)))
+    elif sys.argv[1] == "vectorize":
+        vectorize(lambda a, b: a @ b, signature="(n),(n)->()")(jnp.ones(3), jnp.ones(2))
     else:
         mine(jnp.ones((4, 3)))
 """)
@@ -190,7 +193,14 @@ def test_a_traceback_shows_the_users_line_then_the_message_with_its_notes(tmp_pa
     ]
 
 
+def test_vectorize_errors_show_the_users_line_then_the_message(tmp_path):
+    lines = run_script(tmp_path, "vectorize").splitlines()
+    assert lines[2].strip().startswith("vectorize(lambda a, b: a @ b")
+    assert lines[3].startswith("autovmap._errors.CoreDimError: `vectorize(<lambda>)`")
+
+
 def test_an_error_in_the_users_function_keeps_the_users_frames(tmp_path):
+
     text = run_script(tmp_path, "mine")
     assert "return x.no_such_attribute" in text and "mine(jnp.ones((4, 3)))" in text
     assert "autovmap/" not in text
