@@ -142,12 +142,19 @@ def _flatten(
         with_paths, treedef = jax.tree_util.tree_flatten_with_path(value)
         if isinstance(rank, FieldRanks) and len(with_paths) == 1 and isinstance(value, rank.cls):
             label = param.label(key)
-            batched_field = _field_with_batch_dims(rank, value)
-            if batched_field is None:  # nothing in it to batch: it passes through whole
+            mismatch = _field_off_rank(rank, value)
+            if mismatch is None:  # nothing in it to batch: it passes through whole
                 return [value], [None], None
+            field, shape, field_rank = mismatch
+            if len(shape) < field_rank:
+                raise RankTooLargeError(
+                    f"{fn_label(spec.fn)}: field `{label}.{field}` has shape {shape} "
+                    f"({len(shape)} dims), but its annotation gives it rank {field_rank}. Pass "
+                    "it with the dims of one example."
+                )
             raise TreeStructureError(
                 f"{fn_label(spec.fn)}: argument `{label}` is a `{rank.cls.__name__}`, whose "
-                f"annotated fields give it ranks, and its field `{label}.{batched_field}` has "
+                f"annotated fields give it ranks, and its field `{label}.{field}` has "
                 "batch dims, but the class is not a JAX pytree, so its fields cannot be "
                 "batched. Register the class with `jax.tree_util.register_dataclass` "
                 f"(or make it an `equinox.Module`), or give `{label}` an explicit rank."
@@ -193,22 +200,23 @@ def _flatten(
     return flat, leaf_ranks, unflatten_pytree_rank
 
 
-def _field_with_batch_dims(rank: FieldRanks, value: Any) -> str | None:
+def _field_off_rank(rank: FieldRanks, value: Any) -> tuple[str, Shape, int] | None:
     """The first field (a dotted path) of an unregistered dataclass `value` holding an array
-    with more dims than its field's rank, that is, one that would have to be batched."""
+    whose dims differ from its field's rank (more: it would have to be batched; fewer: it is
+    not one example), with that array's shape and the rank."""
     for field in dataclasses.fields(value) if dataclasses.is_dataclass(value) else ():
         field_rank = rank.ranks.get(field.name)
         field_value = getattr(value, field.name, None)
         if isinstance(field_rank, FieldRanks) and isinstance(field_value, field_rank.cls):
-            inner = _field_with_batch_dims(field_rank, field_value)
+            inner = _field_off_rank(field_rank, field_value)
             if inner is not None:
-                return f"{field.name}.{inner}"
+                return f"{field.name}.{inner[0]}", inner[1], inner[2]
         elif field_rank is not None:
             for path, leaf in jax.tree_util.tree_flatten_with_path(field_value)[0]:
                 leaf_rank = rank_at(field_rank, path)
                 shape = shape_of(leaf)
-                if isinstance(leaf_rank, int) and shape is not None and len(shape) > leaf_rank:
-                    return field.name + jax.tree_util.keystr(path)
+                if isinstance(leaf_rank, int) and shape is not None and len(shape) != leaf_rank:
+                    return field.name + jax.tree_util.keystr(path), tuple(shape), leaf_rank
     return None
 
 

@@ -109,6 +109,9 @@ def test_an_unregistered_dataclass_that_would_need_batching_names_the_field():
         affine(jnp.ones((4, 3)), p)
     message = str(info.value)
     assert "field `p.w` has batch dims" in message and "register_dataclass" in message
+    # A field with fewer dims than its rank is not one example: refused, never passed whole.
+    with pytest.raises(RankTooLargeError, match=r"field `p.w` has shape \(\) \(0 dims\)"):
+        auto_vmap(check=False)(affine)(jnp.ones((4, 3)), Plain(jnp.array(1.0), jnp.array(0.5)))
 
 
 @pytest.mark.parametrize(
