@@ -238,7 +238,12 @@ def _one_line(module_name: str, error: BaseException) -> str:
         message = error.msg or ""
         return f"importing {module_name} raised {type(error).__name__}: {message}{where}"
     # The innermost frame of the user's code: importlib's own frames say nothing to a user.
-    frames = [f for f in traceback.extract_tb(error.__traceback__) if "importlib" not in f.filename]
+    frames = [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if not f.filename.startswith("<frozen importlib")
+    ]
+
     where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     message = str(error).splitlines()[0] if str(error) else ""
     return f"importing {module_name} raised {type(error).__name__}: {message}{where}"
