@@ -116,3 +116,19 @@ def test_error_examples_show_the_call_not_try_except_scaffolding():
     for page in PAGES:
         text = page.read_text()
         assert "raise AssertionError(" not in text, f"{page.name}: use a `# raises NAME` block"
+
+
+def test_readme_first_screen_is_what_it_is_commands_example_why_and_where_the_docs_are():
+    text = (ROOT / "README.md").read_text()
+    first_screen = text.split("\n## ")[0]
+    intro = first_screen.split("```bash")[0]
+    # One opening sentence, said once.
+    assert intro.count("`auto_vmap` makes") == 1 and text.count("written for one example") == 1
+    order = [
+        first_screen.index("```bash"),
+        first_screen.index("```python"),
+        first_screen.index("**`jax.vmap`**"),
+        first_screen.index("**`jnp.vectorize`**"),
+        first_screen.index("(docs/index.md)"),
+    ]
+    assert order == sorted(order)
