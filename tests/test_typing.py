@@ -7,6 +7,7 @@ once, in parallel, when the first test here needs one; each test then reads its 
 
 import ast
 import importlib
+import importlib.metadata
 import json
 import os
 import pathlib
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tokenize
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -339,3 +341,64 @@ def test_plugin_does_not_import_jax():
     )
     plugin = ROOT / "autovmap" / "mypy_plugin.py"
     subprocess.run([sys.executable, "-c", code, str(plugin)], check=True, env=ENV, timeout=120)
+
+
+EDITABLE_CLIENT = """\
+from jax import Array
+
+from autovmap import auto_vmap
+
+
+@auto_vmap(v=1)
+def double(v: Array) -> Array:
+    return 2 * v
+
+
+label: str = double(v=double)  # reported: not an `Array`, not a `str`
+"""
+
+
+def _editable_install_of_this_clone() -> bool:
+    """Whether the running environment has this clone installed with `pip install -e`."""
+    try:
+        direct_url = importlib.metadata.distribution("autovmap").read_text("direct_url.json")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    if direct_url is None:
+        return False
+    info = json.loads(direct_url)
+    url = info.get("url", "")
+    return info.get("dir_info", {}).get("editable", False) and url.startswith("file://") and (
+        pathlib.Path(urllib.parse.unquote(url.removeprefix("file://"))).resolve() == ROOT
+    )
+
+
+@NEWEST
+@pytest.mark.skipif(
+    not _editable_install_of_this_clone(),
+    reason="autovmap is not installed from this clone with `pip install -e '.[test]'`",
+)
+@pytest.mark.parametrize("checker", ["mypy", "pyright"])
+def test_editable_install_is_visible_to_checkers_run_elsewhere(tmp_path, checker):
+    """The README's `pip install -e '.[test]'`, then a checker run from another folder, with
+    no `PYTHONPATH`: it must find the package and its stub (an import hook would hide them)."""
+    (tmp_path / "client.py").write_text(EDITABLE_CLIENT)
+    env = {name: value for name, value in ENV.items() if name != "PYTHONPATH"}
+    if checker == "mypy":
+        cache = ROOT / ".mypy_cache" / "editable"
+        command = [*MYPY, "--strict", "--cache-dir", str(cache), "client.py"]
+    else:
+        command = [str(PYRIGHT), "--outputjson", "--pythonpath", sys.executable, "client.py"]
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    # Found and typed: the errors are those of the last line only, which only the stub can tell
+    # (the argument is not an `Array`, the result not a `str`), none on the import.
+    assert run.returncode == 1, _output(run)
+    if checker == "mypy":
+        lines = {int(match["line"]) for match in MYPY_ERROR.finditer(run.stdout)}
+    else:
+        lines = {
+            diagnostic["range"]["start"]["line"] + 1
+            for diagnostic in json.loads(run.stdout)["generalDiagnostics"]
+            if diagnostic["severity"] == "error"
+        }
+    assert lines == {len(EDITABLE_CLIENT.splitlines())}, _output(run)
