@@ -368,8 +368,10 @@ def _editable_install_of_this_clone() -> bool:
         return False
     info = json.loads(direct_url)
     url = info.get("url", "")
-    return info.get("dir_info", {}).get("editable", False) and url.startswith("file://") and (
-        pathlib.Path(urllib.parse.unquote(url.removeprefix("file://"))).resolve() == ROOT
+    return (
+        info.get("dir_info", {}).get("editable", False)
+        and url.startswith("file://")
+        and (pathlib.Path(urllib.parse.unquote(url.removeprefix("file://"))).resolve() == ROOT)
     )
 
 
