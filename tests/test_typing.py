@@ -214,8 +214,9 @@ def _cells(row: str) -> list[str]:
 
 
 def _return_type_table() -> dict[str, tuple[dict[str, str], ...]]:
-    """The table of docs/typing.md: for each declared return type, what `auto_vmap(f)` and
-    `jax.vmap(f)` return, for every checker (`"*"`) and for pyright where it differs."""
+    """The table of docs/typing.md: for each declared return type, what `auto_vmap(f)`,
+    `vectorize(f)` and `jax.vmap(f)` return, for every checker (`"*"`) and for pyright where it
+    differs."""
     text = TYPING_DOCS.read_text()
     rows = text[text.index("<!-- return-type table") :].split("\n\n")[1].splitlines()[2:]
     table = {}
@@ -235,7 +236,7 @@ def _spelling(annotation: str) -> str:
 
 def _client_rows() -> dict[int, tuple[str, int]]:
     """Each `reveal_type` line of client_returns.py: the declared return type of its function
-    and the table column it is compared with (1: `auto_vmap`, 2: `jax.vmap`)."""
+    and the table column it is compared with (1: `auto_vmap`, 2: `vectorize`, 3: `jax.vmap`)."""
     module = ast.parse(CLIENT_RETURNS.read_text())
     returns = {
         node.name: ast.unparse(node.returns)
@@ -257,7 +258,8 @@ def _client_rows() -> dict[int, tuple[str, int]]:
                 (function,) = {
                     name.id for name in ast.walk(argument) if isinstance(name, ast.Name)
                 } & returns.keys()
-                column = 2 if ast.unparse(argument).startswith("jax.vmap(") else 1
+                called = ast.unparse(argument)
+                column = 3 if called.startswith("jax.vmap(") else 2 if "vectorize(" in called else 1
                 rows[node.lineno] = (_spelling(returns[function]), column)
     return rows
 

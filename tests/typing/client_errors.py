@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import numpy as np
 from jax import Array
 
-from autovmap import auto_vmap
+from autovmap import auto_vmap, vectorize
 
 T = TypeVar("T")
 
@@ -153,3 +153,17 @@ auto_vmap(a=1)(generate)(v)  # E: not callable
 # A lambda takes its parameter types from the declared type (mypy gives it `Any` parameters, as
 # it does under `jax.vmap`).
 f: Callable[[Array], Array] = auto_vmap(x=1)(lambda x: x.nope)  # E[pyright]: `x` is an Array
+
+
+# `vectorize` types as `auto_vmap` does.
+def identity(tree: T) -> T:
+    return tree
+
+
+def moments(a: Array) -> tuple[float, float]:
+    return 1.0, 2.0
+
+
+vectorized_label: str = vectorize(identity)(v)  # E: `vectorize(identity)(v)` is an `Array`
+vectorized_first: float = vectorize(moments)(v)[0]  # E: a batched call returns arrays
+g: Callable[[Array], Array] = vectorize(lambda x: x.nope)  # E[pyright]: `x` is an Array
