@@ -6,8 +6,9 @@ tests/test_typing.py compares the line numbers. (The mypy plugin's own checks ar
 client_plugin.py.) This file is type-checked, never run.
 """
 
+import functools
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import numpy as np
 from jax import Array
@@ -167,3 +168,45 @@ def moments(a: Array) -> tuple[float, float]:
 vectorized_label: str = vectorize(identity)(v)  # E: `vectorize(identity)(v)` is an `Array`
 vectorized_first: float = vectorize(moments)(v)[0]  # E: a batched call returns arrays
 g: Callable[[Array], Array] = vectorize(lambda x: x.nope)  # E[pyright]: `x` is an Array
+
+
+# `functools.partial(auto_vmap, ...)` as a preset keeps the function's parameters and return
+# type: mypy alone types a `partial` of overloads `Any`, which the plugin replaces.
+unchecked = functools.partial(auto_vmap, check=False)
+
+
+@unchecked
+def center(a: Array, b: Array) -> Array:
+    return a - b
+
+
+center(a=center)  # E[pyright, plugin]: `b` missing, `a` not an Array
+centered: str = center(v, v)  # E[pyright, plugin]: an Array is not a str
+
+
+# Where a return type is expected, a function returning `Any` (or a lambda) matches several of
+# the stub's rows, which mypy alone resolves to `Any`; the plugin keeps the first row's type.
+def anything(a: Array) -> Any:
+    return a
+
+
+def batch_anything() -> Callable[[Array], Any]:
+    return auto_vmap(a=1)(anything)  # E[mypy]: returning `Any` (the plugin fixes it)
+
+
+def batch_lambda(k: float) -> Callable[[Array], Array]:
+    return auto_vmap(a=1)(lambda a: k * a)  # E[mypy]: returning `Any` (the plugin fixes it)
+
+
+# An overloaded function: with the plugin, each overload goes through the return-type rule;
+# pyright and mypy alone keep the overloads as declared, as `jax.vmap` does.
+@overload
+def size_of(a: Array) -> Array: ...
+@overload
+def size_of(a: Array, axis: int) -> int: ...
+def size_of(a: Array, axis: int | None = None) -> Array | int:
+    return a if axis is None else a.shape[axis]
+
+
+size_of_each = auto_vmap(a=1)(size_of)
+sizes: int = size_of_each(v, 0)  # E[plugin]: a batched call returns an array
