@@ -38,7 +38,6 @@ import re
 from collections.abc import Callable, Iterator
 
 from mypy.checker import TypeChecker
-from mypy.checkexpr import has_any_type
 from mypy.errorcodes import ErrorCode
 from mypy.nodes import (
     ARG_NAMED,
@@ -51,10 +50,8 @@ from mypy.nodes import (
     Expression,
     FuncDef,
     ListExpr,
-    OverloadedFuncDef,
     RefExpr,
     StrExpr,
-    TempNode,
     TupleExpr,
     TypeInfo,
 )
@@ -67,18 +64,18 @@ from mypy.plugin import (
     Plugin,
 )
 from mypy.plugins.functools import partial_new_callback
-from mypy.typeops import bind_self
 from mypy.types import (
     CallableType,
     FunctionLike,
     Instance,
     LiteralType,
     NoneType,
-    Overloaded,
     TupleType,
     Type,
     get_proper_type,
 )
+
+from autovmap._mypy_returns import apply_rows, apply_rows_of_call, callee_of
 
 RANK_SPEC = ErrorCode("autovmap-rank", "Check `auto_vmap` ranks against the function", "autovmap")
 OPTION = ErrorCode("autovmap-option", "Check the options of `auto_vmap`", "autovmap")
@@ -433,69 +430,6 @@ def _check_parameters(
             fail(f"parameter `{keyword}` is given a rank twice, positionally and by keyword")
 
 
-def _callee(api: TypeChecker, fullname: str, instance: Instance | None) -> FunctionLike | None:
-    """The stub's overloads of `autovmap.auto_vmap`, `autovmap.vectorize`, or, bound to
-    `instance`, `autovmap.AutoVmap.__call__`."""
-    if instance is not None:
-        method = instance.type.get_method("__call__")
-        typ = method.type if method is not None else None
-        return bind_self(typ, instance) if isinstance(typ, FunctionLike) else None
-    module, _, name = fullname.rpartition(".")
-    symbol = api.modules[module].names.get(name) if module in api.modules else None
-    node = symbol.node if symbol is not None else None
-    typ = node.type if isinstance(node, (FuncDef, OverloadedFuncDef)) else None
-    return typ if isinstance(typ, FunctionLike) else None
-
-
-def _apply_rows(ctx: FunctionContext | MethodContext, fullname: str) -> Type:
-    """Hook on what `auto_vmap(fn)`, `AutoVmap(...)(fn)` and `vectorize(fn)` return, where mypy's
-    choice among the stub's rows is less precise than the rows themselves:
-
-    - an overloaded function matches a row by its first item that fits one, and then keeps
-      every item as declared (or drops the others): each item goes through the rows instead;
-    - where a return type is expected, a function returning `Any` (or a lambda) matches rows
-      that return different types, which mypy resolves to `Any`; without that context, the
-      first row wins.
-    """
-    default = ctx.default_return_type
-    if not (isinstance(ctx.api, TypeChecker) and ctx.arg_types and len(ctx.arg_types[0]) == 1):
-        return default
-    fn = get_proper_type(ctx.arg_types[0][0])
-    if isinstance(fn, Overloaded):
-        items = fn.items
-    elif (
-        isinstance(fn, CallableType)
-        and has_any_type(fn)
-        and ctx.api.expr_checker.type_context[-1] is not None
-    ):
-        # mypy calls this hook for each row that matches, and calls the result `Any` unless
-        # they all return the same: the result without the context.
-        items = [fn]
-    else:
-        return default
-    instance = ctx.type if isinstance(ctx, MethodContext) else None
-    callee = _callee(ctx.api, fullname, instance if isinstance(instance, Instance) else None)
-    if callee is None:
-        return default
-    checker = ctx.api.expr_checker
-    results: list[CallableType] = []
-    checker.type_context.append(None)
-    try:
-        with ctx.api.msg.filter_errors():  # reported once, by the call itself
-            for item in items:
-                result = get_proper_type(
-                    checker.check_call(
-                        callee, [TempNode(item, context=ctx.context)], [ARG_POS], ctx.context
-                    )[0]
-                )
-                if not isinstance(result, CallableType):
-                    return default
-                results.append(result)
-    finally:
-        checker.type_context.pop()
-    return Overloaded(results) if isinstance(fn, Overloaded) else results[0]
-
-
 def _partial(ctx: FunctionContext) -> Type:
     """Hook on `functools.partial(...)`: `functools.partial(auto_vmap, check=False)` keeps the
     stub's overloads, which mypy's own hook gives up on (it types the result `Any`). Options
@@ -511,7 +445,7 @@ def _partial(ctx: FunctionContext) -> Type:
         and isinstance(default, Instance)
     ):
         return partial_new_callback(ctx)
-    callee = _callee(ctx.api, first.fullname, None)
+    callee = callee_of(ctx.api, first.fullname, None)
     if callee is None:
         return partial_new_callback(ctx)
     if first.fullname != _VECTORIZE:
@@ -521,10 +455,6 @@ def _partial(ctx: FunctionContext) -> Type:
                     _check_option(ctx.api, name, arg)
     # mypy's hook on `partial.__call__` calls what this attribute holds.
     return default.copy_with_extra_attr("__mypy_partial", callee)
-
-
-def _apply_rows_of_call(ctx: MethodContext) -> Type:
-    return _apply_rows(ctx, f"{_AUTO_VMAP}.__call__")
 
 
 class AutoVmapPlugin(Plugin):
@@ -545,12 +475,12 @@ class AutoVmapPlugin(Plugin):
     def get_function_hook(self, fullname: str) -> Callable[[FunctionContext], Type] | None:
         """Hook what `auto_vmap(fn)` and `vectorize(fn)` return, and `functools.partial`."""
         if fullname in _DECORATORS:
-            return lambda ctx: _apply_rows(ctx, fullname)
+            return lambda ctx: apply_rows(ctx, fullname)
         return _partial if fullname == "functools.partial" else None
 
     def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:
         """Hook what `AutoVmap(...)(fn)` returns."""
-        return _apply_rows_of_call if fullname == f"{_AUTO_VMAP}.__call__" else None
+        return apply_rows_of_call if fullname == f"{_AUTO_VMAP}.__call__" else None
 
 
 def plugin(version: str) -> type[Plugin]:

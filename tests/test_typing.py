@@ -208,6 +208,26 @@ def _return_type(revealed: str) -> str:
     return "None" if text.startswith("def ") else text  # mypy leaves out `-> None`
 
 
+def _return_types(revealed: str) -> str:
+    """The return type in a revealed type, or those of its overloads, joined with `; `: mypy's
+    `Overload(def (x: Array) -> Array, def (x: Array, n: int) -> int)` and pyright's
+    `Overload[(x: Array) -> Array, (x: Array, n: int) -> int]` both give `Array; int`."""
+    if not revealed.startswith(("Overload(", "Overload[")):
+        return _return_type(revealed)
+    items, depth, start = [], 0, len("Overload(")
+    for i, char in enumerate(revealed[start:-1], start):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(char, 0)
+        if (
+            depth == 0
+            and revealed.startswith(", ", i)
+            and revealed[i + 2 :].startswith(("def ", "("))
+        ):
+            items.append(revealed[start:i])
+            start = i + 2
+    items.append(revealed[start:-1])
+    return "; ".join(map(_return_type, items))
+
+
 def _cells(row: str) -> list[str]:
     """The cells of a Markdown table row; a `|` in a code span is not a separator."""
     return [cell.strip() for cell in re.split(r"\|(?=(?:[^`]*`[^`]*`)*[^`]*$)", row)[1:-1]]
@@ -224,7 +244,7 @@ def _return_type_table() -> dict[str, tuple[dict[str, str], ...]]:
         declared, *columns = _cells(row)
         table[_spelling(re.findall(r"`([^`]+)`", declared)[0])] = tuple(
             {"*": re.findall(r"`([^`]+)`", cell)[0]}
-            | dict(re.findall(r"(pyright): `([^`]+)`", cell))
+            | dict(re.findall(r"(pyright|plugin): `([^`]+)`", cell))
             for cell in columns
         )
     return table
@@ -243,6 +263,12 @@ def _client_rows() -> dict[int, tuple[str, int]]:
         for node in module.body
         if isinstance(node, ast.FunctionDef) and node.returns is not None
     }
+    overloads: dict[str, list[str]] = {}  # an overloaded function: its overloads' return types
+    for node in module.body:
+        if isinstance(node, ast.FunctionDef) and node.returns is not None:
+            if any(ast.unparse(decorator) == "overload" for decorator in node.decorator_list):
+                overloads.setdefault(node.name, []).append(ast.unparse(node.returns))
+    returns |= {name: "; ".join(types) for name, types in overloads.items()}
     assigned = {  # `refused = auto_vmap(f)`, then `reveal_type(refused)`
         node.targets[0].id: node.value
         for node in module.body
@@ -276,8 +302,8 @@ def test_return_type_table_is_what_the_checkers_report(runs, checker):
     differences = []
     for line, (declared, column) in sorted(rows.items()):
         expected = table[declared][column - 1]
-        expected = expected.get(checker, expected["*"])
-        if (reported := _return_type(reveals[line])) != expected:
+        expected = expected.get(SHORT_NAMES[checker], expected["*"])
+        if (reported := _return_types(reveals[line])) != expected:
             differences.append(
                 f"client_returns.py:{line}: for `{declared}`, the table has `{expected}` "
                 f"in column {column + 1}, {checker} reports `{reported}` ({reveals[line]})"
@@ -334,15 +360,18 @@ def test_typed_uses_run():
 
 
 def test_plugin_does_not_import_jax():
-    # Load the plugin's file alone: importing it as `autovmap.mypy_plugin` imports the package.
+    # Load the plugin's modules alone: importing `autovmap.mypy_plugin` runs the package's
+    # `__init__`, which imports jax. A bare `autovmap` module stands in for the package.
     code = (
-        "import importlib.util, sys\n"
-        "spec = importlib.util.spec_from_file_location('plugin', sys.argv[1])\n"
-        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "import importlib, sys, types\n"
+        "package = types.ModuleType('autovmap')\n"
+        "package.__path__ = [sys.argv[1]]\n"
+        "sys.modules['autovmap'] = package\n"
+        "importlib.import_module('autovmap.mypy_plugin')\n"
         "assert 'jax' not in sys.modules, sorted(m for m in sys.modules if m.startswith('jax'))\n"
     )
-    plugin = ROOT / "autovmap" / "mypy_plugin.py"
-    subprocess.run([sys.executable, "-c", code, str(plugin)], check=True, env=ENV, timeout=120)
+    package = ROOT / "autovmap"
+    subprocess.run([sys.executable, "-c", code, str(package)], check=True, env=ENV, timeout=120)
 
 
 EDITABLE_CLIENT = """\

@@ -10,7 +10,7 @@ type-checked, never run.
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any, NamedTuple, TypeVar, reveal_type
+from typing import Any, NamedTuple, TypeVar, overload, reveal_type
 
 import jax
 import numpy as np
@@ -135,6 +135,14 @@ def returns_dataclass(x: Array) -> Params:
     raise NotImplementedError
 
 
+@overload
+def returns_overloads(x: Array) -> Array: ...
+@overload
+def returns_overloads(x: Array, axis: int) -> int: ...
+def returns_overloads(x: Array, axis: int | None = None) -> Array | int:
+    raise NotImplementedError
+
+
 def returns_generator(x: Array) -> Iterator[Array]:
     yield x
 
@@ -236,6 +244,10 @@ reveal_type(auto_vmap(returns_dataclass))
 reveal_type(auto_vmap(x=1)(returns_dataclass))
 reveal_type(vectorize(returns_dataclass))
 reveal_type(jax.vmap(returns_dataclass))
+reveal_type(auto_vmap(returns_overloads))
+reveal_type(auto_vmap(x=1)(returns_overloads))
+reveal_type(vectorize(returns_overloads))
+reveal_type(jax.vmap(returns_overloads))
 # Refused: the deprecated overload is reported by pyright (strict) and the mypy plugin, which
 # these lines silence; a `type: ignore` would also hide from pyright what `reveal_type` shows.
 refused = auto_vmap(returns_generator)  # type: ignore[autovmap-function, unused-ignore]
