@@ -59,6 +59,12 @@ COMMANDS: dict[str, tuple[list[str], pathlib.Path]] = {
         [str(PYRIGHT), "--outputjson", "--pythonpath", sys.executable, "autovmap"] + CLIENTS,
         ROOT,
     ),
+    # The clients as pyright's default (basic) mode checks them, which reports less than strict.
+    "pyright basic": (
+        [str(PYRIGHT), "--outputjson", "--pythonpath", sys.executable]
+        + ["--project", str(TYPING / "pyrightconfig.basic.json")],
+        ROOT,
+    ),
     "verifytypes": (
         [str(PYRIGHT), "--outputjson", "--verifytypes", "autovmap", "--ignoreexternal"],
         ROOT,
@@ -77,9 +83,15 @@ MYPY_REVEAL = re.compile(
     r'^(?P<path>.+?):(?P<line>\d+): note: Revealed type is "(?P<type>.*)"$', re.MULTILINE
 )
 # `# E: why` marks a line that every checker of the file must report; `# E[pyright, plugin]:
-# why` a line that only those must report (`mypy` is mypy without the plugin, `plugin` with it).
+# why` a line that only those must report (`mypy` is mypy without the plugin, `plugin` with it,
+# `pyright` pyright strict, `basic` pyright in its basic mode).
 MARKER = re.compile(r"#\s*E(?:\[(?P<only>[\w, ]+)\])?:")
-SHORT_NAMES = {"mypy": "mypy", "mypy with the plugin": "plugin", "pyright": "pyright"}
+SHORT_NAMES = {
+    "mypy": "mypy",
+    "mypy with the plugin": "plugin",
+    "pyright": "pyright",
+    "pyright basic": "basic",
+}
 # What the checkers report depends on the type stubs of the installed jax and jaxtyping, and the
 # mypy/pyright pins of the test extra: those tests run on the newest versions, not at the floors.
 NEWEST = pytest.mark.newest
@@ -140,11 +152,11 @@ def _errors(runs: dict[str, Future[subprocess.CompletedProcess[str]]], checker: 
     run = runs[checker].result()
     output = _output(run)
     assert run.returncode in (0, 1), output  # 1: errors found; anything else: it failed to run
-    parse = _pyright_errors if checker == "pyright" else _mypy_errors
+    parse = _pyright_errors if checker.startswith("pyright") else _mypy_errors
     return parse(run), output
 
 
-CHECKERS = ["mypy", "mypy with the plugin", "pyright"]
+CHECKERS = ["mypy", "mypy with the plugin", "pyright", "pyright basic"]
 
 
 @NEWEST
@@ -172,7 +184,7 @@ def test_plugin_reports_exactly_the_marked_lines(runs):
 
 def _reveals(run: subprocess.CompletedProcess[str], checker: str) -> dict[int, str]:
     """What each `reveal_type` line of client_returns.py shows, by line."""
-    if checker != "pyright":
+    if not checker.startswith("pyright"):
         return {
             int(match["line"]): match["type"]
             for match in MYPY_REVEAL.finditer(run.stdout)
@@ -302,7 +314,9 @@ def test_return_type_table_is_what_the_checkers_report(runs, checker):
     differences = []
     for line, (declared, column) in sorted(rows.items()):
         expected = table[declared][column - 1]
-        expected = expected.get(SHORT_NAMES[checker], expected["*"])
+        # pyright's basic mode reveals the types its strict mode does.
+        name = {"basic": "pyright"}.get(SHORT_NAMES[checker], SHORT_NAMES[checker])
+        expected = expected.get(name, expected["*"])
         if (reported := _return_types(reveals[line])) != expected:
             differences.append(
                 f"client_returns.py:{line}: for `{declared}`, the table has `{expected}` "

@@ -1,7 +1,8 @@
 """Misuses of `autovmap` that mypy (with and without the plugin) and pyright must report.
 
 Every line that ends in an `E:` comment must be reported by every checker, a line that ends in
-an `E[pyright, plugin]:` comment by pyright and mypy with the plugin alone, and no other line:
+an `E[pyright, plugin]:` comment by pyright (strict) and mypy with the plugin alone, and no
+other line (`mypy` is mypy without the plugin, `basic` pyright in its basic mode):
 tests/test_typing.py compares the line numbers. (The mypy plugin's own checks are pinned in
 client_plugin.py.) This file is type-checked, never run.
 """
@@ -76,7 +77,7 @@ class Scale:
         return self.factor * a
 
 
-factor = auto_vmap(a=1)(Scale()).factor  # E: a function has no `factor`
+factor = auto_vmap(a=1)(Scale()).factor  # E[mypy, plugin, pyright]: a function has no `factor`
 
 
 # A generic function stays generic: its type variable is solved at each call.
@@ -153,7 +154,7 @@ auto_vmap(a=1)(generate)(v)  # E: not callable
 
 # A lambda takes its parameter types from the declared type (mypy gives it `Any` parameters, as
 # it does under `jax.vmap`).
-f: Callable[[Array], Array] = auto_vmap(x=1)(lambda x: x.nope)  # E[pyright]: `x` is an Array
+f: Callable[[Array], Array] = auto_vmap(x=1)(lambda x: x.nope)  # E[pyright, basic]: `x` is an Array
 
 
 # `vectorize` types as `auto_vmap` does.
@@ -167,7 +168,7 @@ def moments(a: Array) -> tuple[float, float]:
 
 vectorized_label: str = vectorize(identity)(v)  # E: `vectorize(identity)(v)` is an `Array`
 vectorized_first: float = vectorize(moments)(v)[0]  # E: a batched call returns arrays
-g: Callable[[Array], Array] = vectorize(lambda x: x.nope)  # E[pyright]: `x` is an Array
+g: Callable[[Array], Array] = vectorize(lambda x: x.nope)  # E[pyright, basic]: `x` is an Array
 
 
 # `functools.partial(auto_vmap, ...)` as a preset keeps the function's parameters and return
@@ -180,8 +181,8 @@ def center(a: Array, b: Array) -> Array:
     return a - b
 
 
-center(a=center)  # E[pyright, plugin]: `b` missing, `a` not an Array
-centered: str = center(v, v)  # E[pyright, plugin]: an Array is not a str
+center(a=center)  # E[pyright, basic, plugin]: `b` missing, `a` not an Array
+centered: str = center(v, v)  # E[pyright, basic, plugin]: an Array is not a str
 
 
 # Where a return type is expected, a function returning `Any` (or a lambda) matches several of
