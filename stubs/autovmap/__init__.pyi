@@ -112,7 +112,11 @@ class NothingToBatchWarning(UserWarning):
 #
 # Each row matches on a bare type variable: given a function returning `Any`, mypy then sees
 # the same argument type in every row that matches, and takes the first (which keeps `Any`),
-# rather than calling the whole result `Any`. The rows that change the return type come in
+# rather than calling the whole result `Any`. Where a return type is expected (`return
+# auto_vmap(v=1)(f)`), the rows on `Callable[_P, ...]` take their parameters from it, the
+# argument types differ, and mypy alone does call the result `Any`: the plugin
+# (`autovmap._mypy_returns`) gives the first row's type, as it does for overloaded functions,
+# whose overloads it takes through the rows one by one. The rows that change the return type come in
 # three kinds, `staticmethod` first, as `staticmethod` objects are callable. pyright needs
 # those: mypy drops `staticmethod` and `classmethod` from a decorator list before applying the
 # rest.
