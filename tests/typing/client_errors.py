@@ -183,6 +183,8 @@ def center(a: Array, b: Array) -> Array:
 
 center(a=center)  # E[pyright, basic, plugin]: `b` missing, `a` not an Array
 centered: str = center(v, v)  # E[pyright, basic, plugin]: an Array is not a str
+by_signature = functools.partial(vectorize, signature="(n)->()")
+norms: float = by_signature(moments)(v)  # E[pyright, basic, plugin]: not a float
 
 
 # Where a return type is expected, a function returning `Any` (or a lambda) matches several of

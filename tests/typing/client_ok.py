@@ -6,6 +6,7 @@ where both checkers spell them the same way (positional-only parameters); elsewh
 types of calls, and client_errors.py shows that the parameters are kept.
 """
 
+import functools
 from collections.abc import Callable
 from typing import Any, Final, NamedTuple, TypeVar, assert_type
 
@@ -422,3 +423,9 @@ def unchecked_matvec(v: Float[Array, " n"], w: Float[Array, "n n"], /) -> Float[
 
 assert_type(unchecked_matvec, Callable[[Array, Array], Array])
 assert unchecked_matvec(x, m).shape == (4, 3)
+
+
+# Other uses of `functools.partial` type as they do without the plugin (which hooks `partial`).
+parse_binary = functools.partial(int, base=2)
+assert_type(parse_binary("101"), int)
+assert parse_binary("101") == 5
