@@ -35,6 +35,7 @@ from ._errors import (
     OptionError,
     RankSpecError,
     hide_from_tracebacks,
+    tidy_traceback,
 )
 from ._plan import BoundedCache
 from ._signature import ArgDims, Gufunc, fmt_dims, parse_signature, signature_error
@@ -411,8 +412,12 @@ def vectorize(
 def _vectorized_function(vectorized: _Vectorized) -> Callable[..., Any]:
     @functools.wraps(vectorized.pyfunc)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        call, args, kwargs = vectorized.prepare(args, kwargs)
-        return call(args, kwargs)
+        try:
+            call, args, kwargs = vectorized.prepare(args, kwargs)
+            return call(args, kwargs)
+        except Exception as error:  # free until raised
+            tidy_traceback(error)  # the user's line, then the message with its notes
+            raise
 
     wrapped.__autovmap__ = vectorized  # type: ignore[attr-defined]
     return wrapped
