@@ -100,10 +100,11 @@ class AnnotationCheckError(AutoVmapError, jaxtyping.TypeCheckError):
 
 
 class NothingToBatchWarning(UserWarning):
-    """`@auto_vmap` read a function's annotations and found no parameter to batch.
+    """`auto_vmap` found no parameter to batch.
 
-    Issued when decorating, with no explicit ranks, when no annotation gives a rank (`x:
-    jax.Array` says nothing about one example's dims). The function is then returned as it is:
+    Issued when decorating, whenever no parameter gets a rank: none given explicitly (or each
+    `None`), and no annotation that gives one (`x: jax.Array` says nothing about one example's
+    dims; no annotation says nothing either). The function is then returned as it is:
     without the warning, such a no-op would look like success and give unbatched results. Give
     ranks explicitly (`@auto_vmap(x=1)`) or annotate with jaxtyping array types.
     """

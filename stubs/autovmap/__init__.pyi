@@ -90,7 +90,7 @@ class AnnotationCheckError(AutoVmapError, TypeCheckError):
     """An example does not match the function's jaxtyping annotations (shape, dims or dtype)."""
 
 class NothingToBatchWarning(UserWarning):
-    """`@auto_vmap` read a function's annotations and found no parameter to batch."""
+    """`auto_vmap` found no parameter to batch (none gets a rank from any source)."""
 
 # The return-type rule; docs/typing.md has it as a table, which tests/test_typing.py compares
 # with what the checkers report. A call with no batch dimensions returns the function's own
