@@ -191,37 +191,30 @@ class Options:
 OPTION_NAMES = tuple(field.name for field in dataclasses.fields(Options))
 
 
-class _Default:
-    """The default of an option left out of `auto_vmap(...)`: shown as its value (so
-    `help(auto_vmap)` reads `check=True`), and told apart from the same value given, which a
-    re-decoration must apply while it keeps the original's for an option left out."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: Any) -> None:
-        self.value = value
-
-    def __repr__(self) -> str:
-        return repr(self.value)
+# What an option left out of `auto_vmap(...)` receives, told apart from the same value given:
+# a re-decoration applies the options given and keeps the original's for the rest.
+_LEFT_OUT: Any = object()
 
 
 def _mark_defaults(fn: Callable[..., Any]) -> None:
-    """Give `fn`'s keyword-only options `_Default`s of the values `Options` declares. Its
-    source keeps the plain values (`check: bool = True`), which the API page shows; they must
-    be the options `Options` lists, with its defaults, in its order."""
+    """Make `fn`'s keyword-only options `_LEFT_OUT` when left out. Its source keeps the plain
+    defaults (`check: bool = True`), which the API page shows, and its `__signature__` keeps
+    them for `help()` and stubtest; they must be the options `Options` lists, with its
+    defaults, in its order."""
     declared = {field.name: field.default for field in dataclasses.fields(Options)}
     written = fn.__kwdefaults__ or {}
     if list(written.items()) != list(declared.items()):
         raise AssertionError(f"{fn.__name__}'s options {written} differ from `Options`")
-    fn.__kwdefaults__ = {name: _Default(value) for name, value in declared.items()}
+    fn.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    fn.__kwdefaults__ = dict.fromkeys(declared, _LEFT_OUT)
 
 
 def _given_options(keywords: dict[str, Any]) -> dict[str, Any]:
-    """The options among `keywords` that were given (not left at their `_Default`)."""
+    """The options among `keywords` that were given (not `_LEFT_OUT`)."""
     return {
         name: value
         for name, value in keywords.items()
-        if name in OPTION_NAMES and not isinstance(value, _Default)
+        if name in OPTION_NAMES and value is not _LEFT_OUT
     }
 
 

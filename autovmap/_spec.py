@@ -217,7 +217,7 @@ def _refuse_non_functions(fn: Any, target: Any) -> None:
         else None
     )
     if kind is not None:
-        raise TypeError(
+        raise RankSpecError(
             f"{fn_label(fn)}: `auto_vmap` cannot batch {kind}: `jax.vmap` needs the arrays it "
             "returns, not a coroutine or generator. Batch a plain function that computes one "
             "example, and call it from your async or generator code."
@@ -334,9 +334,9 @@ def read_spec(
         _parse_gufunc(fn, gufunc),
         check,
         reader,
+        signature.return_annotation,
         annotations,
         unresolved,
-        signature.return_annotation,
     )
 
 
@@ -347,9 +347,9 @@ def spec_from_parameters(
     gufunc: Gufunc | None,
     check: bool,
     reader: AnnotationReader,
+    return_annotation: Any,  # `inspect.Signature.empty`: none
     annotations: Mapping[str, Any] = types.MappingProxyType({}),
     unresolved: Mapping[str, str] = types.MappingProxyType({}),
-    return_annotation: Any = inspect.Signature.empty,
 ) -> CallSpec:
     """The spec of calls of `fn` with these parameters, explicit ranks (validated), signature
     and resolved annotations: what `read_spec` reads from a function, or what `vectorize` makes

@@ -47,6 +47,7 @@ _P = inspect.Parameter
 _LAYOUTS_KEPT = 256  # distinct call layouts kept per vectorized function
 # Options `auto_vmap` cannot apply to a `vectorize` function: its signature is `vectorize`'s.
 _NOT_APPLICABLE = ("check", "signature")
+_NO_RETURN = inspect.Signature.empty  # a layout's spec has no return annotation
 
 
 def _rank_promotion() -> str:
@@ -116,7 +117,7 @@ class _Vectorized:
             None
             if params is None
             else spec_from_parameters(
-                self.function, params, {}, None, False, AnnotationReader(None)
+                self.function, params, {}, None, False, AnnotationReader(None), _NO_RETURN
             )
         )
         params = params or []
@@ -211,7 +212,7 @@ class _Vectorized:
         gufunc = Gufunc(tuple(entries), outputs, text, skips_self=False)
         # No annotations: `jnp.vectorize` checks none, and the signature gives every rank.
         spec = spec_from_parameters(
-            self.function, params, explicit, gufunc, False, AnnotationReader(None)
+            self.function, params, explicit, gufunc, False, AnnotationReader(None), _NO_RETURN
         )
         call = BatchedCall(spec, self.options, invoker(spec, check=False))
         return self.layouts.put(

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from oracle import assert_trees_close, loop
 
-from autovmap import RankSpecError, auto_vmap
+from autovmap import auto_vmap
 
 RNG = np.random.default_rng(1)
 
@@ -47,10 +47,10 @@ def test_expm_and_logsumexp_per_example():
 def test_equinox_mlp_instance_and_its_gradients():
     mlp = eqx.nn.MLP(3, 2, width_size=8, depth=2, key=jax.random.key(0))
     # A callable object: ranks for its `__call__` parameters. Its `key: PRNGKeyArray | None`
-    # annotation is a union of rank-0 (new-style) and rank-1 (legacy) keys, so it must be
-    # ranked explicitly: guessing could batch a legacy key's two words as two examples.
-    with pytest.raises(RankSpecError, match=r"`key`.*different ranks.*`auto_vmap\(key=None\)`"):
-        auto_vmap(x=1)(mlp)
+    # annotation is a union of rank-0 (typed) and rank-1 (raw `uint32[2]`) keys: the key's
+    # dtype picks the rank on each call, so a raw key's two words are never two examples.
+    key_rank = auto_vmap(x=1)(mlp).__autovmap__.spec.params[1].rank
+    assert repr(key_rank) == "0 or 1 by dtype"
     batched = auto_vmap(x=1, key=None)(mlp)
     x = normal(4, 1, 3) * jnp.ones((4, 5, 3))
     assert_trees_close(batched(x), loop(mlp, [x], [1], (4, 5)), rtol=1e-4, atol=1e-5)
