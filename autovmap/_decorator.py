@@ -25,6 +25,7 @@ from ._errors import (
     hide_from_tracebacks,
 )
 from ._plan import BoundedCache, IncompatibleBatchShapes, VmapPlan, plan_for
+from ._route import choose_route
 from ._run import run_named_unbatched, run_plan
 from ._spec import CallSpec, read_spec
 
@@ -455,4 +456,13 @@ def plan(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Plan:
         args = (fn.__self__, *args)  # type: ignore[assignment]
     call, call_args, call_kwargs = record.prepare(args, kwargs)
     bound = bind(call.spec, call_args, call_kwargs)
-    return describe(call.spec.fn, bound, call.plan(bound), call.options.chunk_size)
+    options = call.options
+    vmap_plan = call.plan(bound)
+    route = choose_route(  # the very choice the call makes (`run_plan`)
+        vmap_plan,
+        bound.leaves,
+        chunk_size=options.chunk_size,
+        axis_name=options.axis_name,
+        spmd_axis_name=options.spmd_axis_name,
+    )
+    return describe(call.spec.fn, bound, vmap_plan, route, options.chunk_size)

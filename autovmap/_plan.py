@@ -51,6 +51,11 @@ class VmapPlan:
     mapped_shape: Shape
     merged: VmapPlan | None = None
     merged_batch_shapes: tuple[Shape, ...] | None = None
+    # `_route`'s routes for calls with no option, by whether the levels merge: they depend on
+    # the plan alone, so they are made once per plan.
+    routes: dict[bool, Any] = dataclasses.field(
+        default_factory=dict, init=False, compare=False, repr=False
+    )
 
 
 def broadcast_batch_shapes(batch_shapes: tuple[Shape, ...]) -> Shape:
