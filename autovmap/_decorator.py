@@ -375,8 +375,11 @@ def auto_vmap(
             `jax.jit`, and once per shape signature eagerly). `False` turns these checks off;
             like-named dims are then still compared, from the shapes, before `jax.vmap`.
         chunk_size: evaluate at most this many examples at a time per device, bounding peak
-            memory; results are identical. A sharded batch is chunked on each device's own
-            shard: the output keeps the batch's sharding, with no collective added.
+            memory. Each chunk gives what `jax.jit(jax.vmap(f))` gives on it: integer, boolean
+            and PRNG-key results equal the unchunked ones bit for bit; floating-point
+            reductions may differ in the last bits (XLA may sum a chunk in another order than
+            the whole batch). A sharded batch is chunked on each device's own shard: the
+            output keeps the batch's sharding, with no collective added.
         axis_name: bind this name to the whole batch (every batch dim), so that collectives
             inside the function, `jax.lax.pmean(x, axis_name)`, reduce over every example.
             Cannot be combined with `chunk_size`.

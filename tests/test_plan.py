@@ -1,5 +1,6 @@
 """`autovmap.plan` describes a call without running it."""
 
+import jax
 import jax.numpy as jnp
 import pytest
 from jaxtyping import Array, Float
@@ -58,3 +59,62 @@ def test_methods_and_errors():
         plan(quad, 2.0, jnp.ones((7, 4, 3)), jnp.ones((5, 3, 3)))
     with pytest.raises(TypeError, match="auto_vmap"):
         plan(lambda x: x, 1.0)
+
+
+def _routes_run(monkeypatch):
+    """Record the route every call runs by (the executor's argument)."""
+    import autovmap._run as run
+
+    seen = []
+    execute = run.execute
+
+    def recording(route, example, mapped):
+        seen.append(route)
+        return execute(route, example, mapped)
+
+    monkeypatch.setattr(run, "execute", recording)
+    return seen
+
+
+def scale(x, s):
+    return x * s
+
+
+@pytest.mark.parametrize(
+    ("options", "x_shape", "kind", "says", "never_says"),
+    [
+        ({}, (4, 6, 7, 3), "merged", "merged into 1 when called eagerly", "chunks"),
+        ({}, (4, 1, 3), "nested", "1 jax.vmap level", "merged"),
+        ({"chunk_size": 5}, (4, 6, 3), "chunks", "chunks of at most 5 examples", "merged"),
+        ({"chunk_size": 50}, (4, 6, 3), "nested", "in one chunk", "merged"),
+        ({"axis_name": "b"}, (4, 6, 3), "named merged", "named 'b' over all 24", "eagerly"),
+        ({"axis_name": "b"}, (4, 3), "named", "named 'b'", "merged"),
+        ({"axis_name": "b"}, (3,), "named", "bound to a batch of one", "merged"),
+    ],
+)
+def test_plan_prints_the_route_the_call_runs(monkeypatch, options, x_shape, kind, says, never_says):
+    """Before routes were values, `plan()` of a chunked or `axis_name` call said its levels were
+    "merged into 1 when called eagerly"; they never are. The call runs the route plan() shows."""
+    f = auto_vmap(x=1, s=0, **options)(scale)
+    x = jnp.ones(x_shape)
+    p = plan(f, x, 2.0)
+    assert p.route.kind == kind
+    assert says in str(p) and never_says not in str(p)
+    seen = _routes_run(monkeypatch)
+    f(x, 2.0)
+    assert seen == [p.route]
+
+
+def test_traced_calls_take_the_nested_route_and_plan_says_so(monkeypatch):
+    f = auto_vmap(x=1, s=0)(scale)
+    x = jnp.ones((4, 6, 7, 3))
+    seen = _routes_run(monkeypatch)
+    inside = []
+
+    def traced(x):
+        inside.append(plan(f, x, 2.0).route)
+        return f(x, 2.0)
+
+    jax.jit(traced)(x)
+    assert inside[0].kind == "nested" and seen == inside
+    assert "merged" not in str(inside[0])
