@@ -19,15 +19,11 @@ from ._chunks import chunk_loop
 from ._errors import hide_from_tracebacks
 from ._mesh import leaf_layout, level_names
 from ._partition import run_partitioned
-from ._plan import Shape, VmapPlan
+from ._plan import RESHAPE_ONE_BY_ONE, Shape, VmapPlan
 from ._route import Route, choose_route, route_for_levels
 from ._vmap import Example, LeavesExample, Levels, mapped_levels, nested_vmap, on_one_device
 
 hide_from_tracebacks(__file__)
-
-# Past this many arrays, reshaping them eagerly one dispatch each costs more than one jitted
-# call that reshapes them all (whose dispatch costs about as much as a few eager reshapes).
-_RESHAPE_ONE_BY_ONE = 4
 
 
 def _reshape_all_impl(arrays: tuple[Any, ...], shapes: tuple[Shape, ...]) -> tuple[Any, ...]:
@@ -39,7 +35,7 @@ _reshape_all_jitted = jax.jit(_reshape_all_impl, static_argnums=1)
 
 def _reshape_all(arrays: Sequence[Any], shapes: Sequence[Shape]) -> list[Any]:
     """Concrete `arrays` reshaped to `shapes`, in as few dispatches as pays."""
-    if len(arrays) <= _RESHAPE_ONE_BY_ONE:
+    if len(arrays) <= RESHAPE_ONE_BY_ONE:
         return [jnp.reshape(x, shape) for x, shape in zip(arrays, shapes)]
     return list(_reshape_all_jitted(tuple(arrays), tuple(shapes)))
 

@@ -17,13 +17,23 @@ def quad(s, v, m):
 
 
 def test_merge_levels_joins_runs_with_the_same_mapped_leaves():
-    # v: (4, 5, 6) batch, m: (6,) batch -> levels (0, None), (0, None), (0, 0)
-    plan = make_plan(((4, 5, 6), (6,)))
-    assert plan.levels == ((0, None), (0, None), (0, 0))
+    # v: (2, 3, 4, 5, 6) batch, m: (6,) batch -> levels (0, None) four times, then (0, 0)
+    plan = make_plan(((2, 3, 4, 5, 6), (6,)))
+    assert plan.levels == ((0, None),) * 4 + ((0, 0),)
     merged = plan.merged
     assert merged.levels == ((0, None), (0, 0))
-    assert merged.mapped_shape == (20, 6)
-    assert merged.merged_batch_shapes == ((20, 6), (6,))
+    assert merged.mapped_shape == (120, 6)
+    assert merged.merged_batch_shapes == ((120, 6), (6,))
+
+
+def test_levels_merge_only_where_it_pays():
+    """Each eager reshape compiles once per new shape: saving one or two levels is not worth
+    two compilations, unless the leaves are many (one jitted reshape for them all)."""
+    assert make_plan(((4, 5, 6), (6,))).merged is None  # saves 1
+    assert make_plan(((4, 5, 6),)).merged is None  # saves 2
+    assert make_plan(((3, 4, 5, 6),)).merged.levels == ((0,),)  # saves 3
+    many = make_plan(((4, 5),) * 5)  # saves 1, five leaves
+    assert many.merged.levels == ((0,) * 5,) and many.merged.mapped_shape == (20,)
     assert (
         make_plan(((3, 1, 2), (1, 4, 1))).merged is None
     )  # no two adjacent levels map the same leaves
@@ -159,3 +169,48 @@ def test_what_chunked_results_are_exactly():
     ints = jnp.arange(301 * 3).reshape(301, 3)
     g = lambda x: x @ x + 3 * x.sum()  # noqa: E731
     np.testing.assert_array_equal(auto_vmap(x=1, chunk_size=7)(g)(ints), auto_vmap(x=1)(g)(ints))
+
+
+_COMPILES = [0]
+
+
+def _count_compiles(event, *args, **kwargs):
+    if event == "/jax/core/compile/backend_compile_duration":
+        _COMPILES[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compiles)
+
+
+def _compiles(fn, x):
+    _COMPILES[0] = 0
+    jax.block_until_ready(fn(x))
+    return _COMPILES[0]
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_a_new_batch_shape_compiles_what_hand_written_vmap_compiles(k):
+    """Eagerly, each new shape compiles each op once; a merged reshape would add two more
+    executables per shape (time and resident memory), more than two saved levels are worth."""
+    hand = jnp.sin
+    for _ in range(k):
+        hand = jax.vmap(hand)
+    ours = auto_vmap(x=1)(jnp.sin)
+    assert _compiles(ours, jnp.asarray(np.ones((977,) + (2,) * (k - 1) + (3,)))) == _compiles(
+        hand, jnp.asarray(np.ones((979,) + (2,) * (k - 1) + (3,)))
+    )
+
+
+def test_the_route_of_a_call_does_not_depend_on_what_was_cached(monkeypatch):
+    """The plain routes are cached on their plan: a second call (plan and route cached) runs
+    exactly as the first, and as after the caches were emptied."""
+    from autovmap import _plan, plan
+
+    f = auto_vmap(0, 1, 2)(quad)
+    args = (0.5, jnp.ones((2, 3, 4, 5, 2)), jnp.ones((2, 2)))
+    first = plan(f, *args).route
+    out = f(*args)
+    assert plan(f, *args).route is first  # the cached value itself
+    monkeypatch.setattr(_plan, "_PLANS", _plan.BoundedCache(4096))
+    assert plan(f, *args).route == first
+    np.testing.assert_array_equal(f(*args), out)

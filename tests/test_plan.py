@@ -16,7 +16,7 @@ def quad(s, v, m):
 def test_plan_reports_batch_shape_levels_and_in_axes():
     p = plan(quad, 2.0, jnp.ones((4, 6, 7, 3)), jnp.ones((7, 3, 3)))
     assert p.batch_shape == (4, 6, 7)
-    assert p.levels == 3 and p.eager_levels == 2  # the two levels mapping only `v` merge
+    assert p.levels == 3 and p.eager_levels == 3  # merging one level away does not pay
     assert p.leaves == (
         LeafPlan("s", 0, "explicit", (), (), (None, None, None)),
         LeafPlan("v", 1, "explicit", (4, 6, 7, 3), (4, 6, 7), (0, 0, 0)),
@@ -83,7 +83,8 @@ def scale(x, s):
 @pytest.mark.parametrize(
     ("options", "x_shape", "kind", "says", "never_says"),
     [
-        ({}, (4, 6, 7, 3), "merged", "merged into 1 when called eagerly", "chunks"),
+        ({}, (2, 3, 4, 5, 3), "merged", "4 jax.vmap levels under tracing, merged into 1", "chunk"),
+        ({}, (4, 6, 7, 3), "nested", "3 jax.vmap levels", "merged"),
         ({}, (4, 1, 3), "nested", "1 jax.vmap level", "merged"),
         ({"chunk_size": 5}, (4, 6, 3), "chunks", "chunks of at most 5 examples", "merged"),
         ({"chunk_size": 50}, (4, 6, 3), "nested", "in one chunk", "merged"),
@@ -107,7 +108,7 @@ def test_plan_prints_the_route_the_call_runs(monkeypatch, options, x_shape, kind
 
 def test_traced_calls_take_the_nested_route_and_plan_says_so(monkeypatch):
     f = auto_vmap(x=1, s=0)(scale)
-    x = jnp.ones((4, 6, 7, 3))
+    x = jnp.ones((2, 3, 4, 5, 3))
     seen = _routes_run(monkeypatch)
     inside = []
 
