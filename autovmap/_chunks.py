@@ -159,7 +159,7 @@ def chunk_loop(
         )
         outputs, treedef = jax.tree.flatten(out)
         for k, o in enumerate(outputs):
-            if jax.dtypes.issubdtype(o.dtype, jax.dtypes.prng_key):
+            if jnp.issubdtype(o.dtype, jax.dtypes.prng_key):
                 keys[k] = jax.random.key_impl(o)
                 outputs[k] = jax.random.key_data(o)
         return jax.tree.unflatten(treedef, outputs)

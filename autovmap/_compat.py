@@ -6,6 +6,7 @@ a name that holds on every supported release. Nothing else in the package looks 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Any
 
@@ -41,10 +42,11 @@ def pcast_varying(x: Any, axes: tuple[Any, ...]) -> Any:
     return pvary(x, axes)
 
 
-try:  # the one private name we use: jax has no public way to mark an array weakly typed
-    from jax._src.lax.lax import _convert_element_type
-except ImportError:  # pragma: no cover - a release that moved it: results stay strongly typed
-    _convert_element_type = None
+# The one private name we use: jax has no public way to mark an array weakly typed. A release
+# that moves it leaves chunked results strongly typed, nothing worse.
+_convert_element_type: Any = getattr(
+    importlib.import_module("jax._src.lax.lax"), "_convert_element_type", None
+)
 
 
 def weakly_typed(x: Any) -> Any:

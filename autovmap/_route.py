@@ -44,10 +44,6 @@ from ._vmap import AxisNames, Levels, is_concrete, on_one_device
 
 hide_from_tracebacks(__file__)
 
-RouteKind = Literal[
-    "call", "nested", "merged", "named", "named merged", "chunks", "shard chunks", "partitioned"
-]
-
 
 @dataclasses.dataclass(frozen=True)
 class Route:
@@ -68,7 +64,9 @@ class Route:
         batch_ndims: for `merged`, the number of batch dims each mapped leaf has before.
     """
 
-    kind: RouteKind
+    kind: Literal[
+        "call", "nested", "merged", "named", "named merged", "chunks", "shard chunks", "partitioned"
+    ]
     levels: tuple[InAxes, ...] = ()
     mapped_shape: Shape = ()
     traced_levels: int = 0
@@ -194,13 +192,13 @@ def route_for_levels(
     spmd: tuple[AxisNames | None, ...],
 ) -> Route:
     """The route over these levels of the mapped leaves (`layouts`: their `leaf_layout`s)."""
-    levels = tuple(map(tuple, levels))
+    as_run: tuple[InAxes, ...] = tuple(tuple(in_axes) for in_axes in levels)
     shape = tuple(mapped_shape)
     if not levels:
         if axis_name is None:
             return Route("call")
         return Route("named", axis_name=axis_name)
-    nested = Route("nested", levels, shape, len(levels), spmd if any(spmd) else None)
+    nested = Route("nested", as_run, shape, len(levels), spmd if any(spmd) else None)
     if axis_name is not None:
         if chunk_size is not None:
             # A collective needs every example of the batch in one vmap; a chunked loop only
@@ -210,8 +208,9 @@ def route_for_levels(
                 "needs every example at once, and chunking evaluates a chunk at a time."
             )
         _refuse_explicit_named(levels, layouts)
-        kind: RouteKind = "named" if len(levels) == 1 else "named merged"
-        return dataclasses.replace(nested, kind=kind, axis_name=axis_name)
+        if len(levels) == 1:
+            return dataclasses.replace(nested, kind="named", axis_name=axis_name)
+        return dataclasses.replace(nested, kind="named merged", axis_name=axis_name)
     chunked = dataclasses.replace(nested, chunk_size=chunk_size)
     if chunk_size is None or math.prod(shape) <= chunk_size:
         return chunked  # nested: one chunk is the whole batch

@@ -143,7 +143,7 @@ def run_plan(
     return jax.tree_util.tree_unflatten(treedef, outputs)
 
 
-def run_named_unbatched(call: Callable[[], Any], axis_name: str) -> Any:
+def run_named_unbatched(call: Callable[[], Any], axis_name: str | None) -> Any:
     """A call with no batch dims, with `axis_name` still bound (to a batch of one), so that the
     function's collectives work unchanged."""
     return execute(choose_route(None, (), axis_name=axis_name), Example(call), [])
