@@ -214,3 +214,48 @@ def test_the_route_of_a_call_does_not_depend_on_what_was_cached(monkeypatch):
     monkeypatch.setattr(_plan, "_PLANS", _plan.BoundedCache(4096))
     assert plan(f, *args).route == first
     np.testing.assert_array_equal(f(*args), out)
+
+
+@pytest.mark.parametrize(
+    "options", [{}, {"chunk_size": 4}, {"chunk_size": 100}, {"chunk_size": 1}], ids=str
+)
+def test_real_functions_on_every_unnamed_route_equal_the_loop(options):
+    """jax.scipy and jax.nn per-example functions, broadcasting batch shapes, each route
+    (nested, merged, one chunk, chunk loops), eagerly and under `jax.jit`."""
+    rng = np.random.default_rng(7)
+    a = jnp.asarray(rng.normal(size=(3, 1, 4, 4)) + 4 * np.eye(4), jnp.float32)
+    b = jnp.asarray(rng.normal(size=(1, 5, 4)), jnp.float32)
+    x = jnp.asarray(rng.normal(size=(2, 3, 2, 2, 6)), jnp.float32)  # 4 batch dims: merged
+
+    def solve_and_score(a, b):
+        y = jax.scipy.linalg.solve(a, b)
+        return {"y": y, "score": jax.nn.logsumexp(y) + jnp.linalg.slogdet(a)[1]}
+
+    def softmax_entropy(x):
+        p = jax.nn.softmax(x)
+        return -jnp.sum(p * jnp.log(p))
+
+    f = auto_vmap(a=2, b=1, **options)(solve_and_score)
+    g = auto_vmap(x=1, **options)(softmax_entropy)
+    expected_f = loop(solve_and_score, [a, b], [2, 1], (3, 5))
+    expected_g = loop(softmax_entropy, [x], [1], (2, 3, 2, 2))
+    for run in (lambda h, *args: h(*args), lambda h, *args: jax.jit(h)(*args)):
+        assert_trees_close(run(f, a, b), expected_f, rtol=1e-4, atol=1e-4)
+        assert_trees_close(run(g, x), expected_g)
+
+
+def test_a_named_axis_over_broadcast_batch_dims_equals_the_loop():
+    """The `named merged` route: a collective over every example of a (3, 5) batch built by
+    broadcasting, against the loop's mean over the whole batch."""
+    rng = np.random.default_rng(8)
+    a = jnp.asarray(rng.normal(size=(3, 1, 2)), jnp.float32)
+    b = jnp.asarray(rng.normal(size=(5, 2)), jnp.float32)
+
+    def centred_dot(a, b):
+        d = a @ b
+        return d - jax.lax.pmean(d, "batch")
+
+    f = auto_vmap(a=1, b=1, axis_name="batch")(centred_dot)
+    dots = loop(lambda a, b: a @ b, [a, b], [1, 1], (3, 5))
+    assert_trees_close(f(a, b), dots - dots.mean())
+    assert_trees_close(jax.jit(f)(a, b), dots - dots.mean())
