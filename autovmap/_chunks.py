@@ -92,7 +92,7 @@ def chunk_loop(
     local = tuple(size // d for size, d in zip(level_sizes(leaves, levels), shards))
     n = math.prod(local)
     if n <= chunk_size:  # one chunk per device: the nested vmap it would be anyway
-        return nested_vmap(levels)(example, *leaves)
+        return nested_vmap(tuple(map(tuple, levels)))(example, *leaves)
     full_chunks, tail = divmod(n, chunk_size)
     anywhere = tuple(0 if mapped_levels(levels, p) else None for p in range(len(leaves)))
 
@@ -138,15 +138,15 @@ def chunk_loop(
     # Over the shards (outer levels) and over the chunk (the innermost level); Explicit axes
     # are in the types already, and jax < 0.7 refuses both at once.
     body = nested_vmap(
-        [tuple(0 if in_axes == 0 else None for in_axes in levels[level]) for level in split]
-        + [anywhere],
-        [
+        tuple(tuple(0 if in_axes == 0 else None for in_axes in levels[level]) for level in split)
+        + (anywhere,),
+        tuple(
             axes[level]
             if all(kinds[name] == jax.sharding.AxisType.Auto for name in axes[level] or ())
             else None
             for level in split
-        ]
-        + [None],
+        )
+        + (None,),
     )
     keys: dict[int, Any] = {}  # output leaf -> its PRNG key implementation
 

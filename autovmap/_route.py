@@ -133,7 +133,7 @@ def _fmt_axes(axes: Sequence[AxisNames | None]) -> str:
 def _plain(plan: VmapPlan, merged: bool) -> Route:
     """The route of a call with no option, cached on its plan (it depends on nothing else)."""
     route: Route | None = plan.routes.get(merged)
-    if route is None:
+    if route is None:  # (`choose_route` looks first, sparing a call)
         if merged:
             assert plan.merged is not None
             route = Route(
@@ -166,7 +166,8 @@ def choose_route(
         return Route("call") if axis_name is None else Route("named", axis_name=axis_name)
     if chunk_size is None and axis_name is None and spmd_axis_name is None:
         merged = plan.merged is not None and all(on_one_device(leaves[i]) for i in plan.mapped)
-        return _plain(plan, merged)
+        route: Route | None = plan.routes.get(merged)
+        return route if route is not None else _plain(plan, merged)
     mapped = [leaves[i] for i in plan.mapped]
     layouts = [leaf_layout(leaves[i], plan.squeeze_axes[i]) for i in plan.mapped]
     spmd = level_names(spmd_levels(spmd_axis_name, plan.batch_shape), len(plan.levels))

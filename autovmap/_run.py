@@ -108,8 +108,7 @@ def _named_merged(route: Route, example: Example, mapped: Sequence[Any]) -> Any:
             leaf = jnp.broadcast_to(jnp.reshape(leaf, with_ones + one), mapped_shape + one)
         flat.append(jnp.reshape(leaf, (n,) + one))
     names = tuple(name for axes in route.spmd or () if axes is not None for name in axes)
-    spmd = [names] if names else None
-    out = nested_vmap([(0,) * len(flat)], spmd, route.axis_name)(example, *flat)
+    out = nested_vmap(((0,) * len(flat),), (names or None,), route.axis_name)(example, *flat)
     return jax.tree.map(lambda o: jnp.reshape(o, mapped_shape + o.shape[1:]), out)
 
 

@@ -62,7 +62,7 @@ class LeavesExample(Example):
     def __init__(
         self, call: Callable[[list[Any]], Any], leaves: list[Any], mapped: tuple[int, ...]
     ):
-        super().__init__(call)
+        self.fn = call  # not `super().__init__`: this is made on every call
         self.leaves = leaves
         self.mapped = mapped
 
@@ -113,28 +113,25 @@ _VMAPPED = BoundedCache(1024)
 
 
 def nested_vmap(
-    levels: Levels,
-    spmd: Sequence[AxisNames | None] | None = None,
+    levels: tuple[tuple[int | None, ...], ...],
+    spmd: tuple[AxisNames | None, ...] | None = None,
     axis_name: Hashable | None = None,
 ) -> Callable[..., Any]:
     """`(example, *mapped_leaves) -> outputs`: `jax.vmap` nested once per level, outermost first,
     as a person would write it; level `l` is sharded over the mesh axes `spmd[l]`. An
     `axis_name` names the only level (JAX binds one name to one level). Cached by all three."""
-    key = (
-        tuple(map(tuple, levels)),
-        None if spmd is None or not any(spmd) else tuple(spmd),
-        axis_name,
-    )
+    if spmd is not None and not any(spmd):
+        spmd = None
+    key = (levels, spmd, axis_name)  # tuples: a route's fields, or as `chunk_loop` makes them
     fn: Callable[..., Any] | None = _VMAPPED.get(key)
     if fn is None:
-        levels, spmd_key, _ = key
         fn = _call_example
         for level in reversed(range(len(levels))):
             fn = jax.vmap(
                 fn,
                 in_axes=(None, *levels[level]),
                 axis_name=axis_name,
-                spmd_axis_name=None if spmd_key is None else vmap_name(spmd_key[level]),
+                spmd_axis_name=None if spmd is None else vmap_name(spmd[level]),
             )
         _VMAPPED.put(key, fn)
     return fn
