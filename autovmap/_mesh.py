@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.core
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
@@ -103,7 +102,7 @@ def trailing_spec(x: Any, start: int, mesh: Any) -> list[Any]:
     if mesh is None:
         return [None] * (ndim - start)
     if all(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types):
-        if isinstance(x, jax.core.Tracer):
+        if not is_concrete(x):
             sharding = getattr(jax.typeof(x), "sharding", None)
         else:  # a concrete array, or the `ShapeDtypeStruct` of an output
             sharding = getattr(x, "sharding", None)
@@ -130,7 +129,7 @@ def place(x: Any, shape: tuple[int, ...], mesh: Any, spec: Sequence[Any]) -> Any
         if not isinstance(mesh, jax.sharding.AbstractMesh):
             # eagerly, on a concrete mesh, made where it belongs rather than on one device first
             out = _full(shape, 0, x, sharding=sharding)
-        if out is None or isinstance(out, jax.core.Tracer):
+        if out is None or not is_concrete(out):
             out = _traced_zeros(shape, x, explicit)
     else:
         out = _lax_reshape(x, shape, out_sharding=explicit)

@@ -59,9 +59,7 @@ def execute(route: Route, example: Example, mapped: Sequence[Any]) -> Any:
     if kind == "call":
         return example(mapped)
     if kind == "named" and not levels:  # one example: still bind the name, as for a batch
-        one = jax.vmap(
-            lambda *xs: example(xs), in_axes=None, axis_size=1, axis_name=route.axis_name
-        )(*mapped)
+        one = nested_vmap(((None,) * len(mapped),), None, route.axis_name, 1)(example, *mapped)
         return jax.tree.map(lambda o: o[0], one)
     if kind == "merged":
         assert route.merged_batch_shapes is not None and route.batch_ndims is not None

@@ -116,13 +116,15 @@ def nested_vmap(
     levels: tuple[tuple[int | None, ...], ...],
     spmd: tuple[AxisNames | None, ...] | None = None,
     axis_name: Hashable | None = None,
+    axis_size: int | None = None,
 ) -> Callable[..., Any]:
     """`(example, *mapped_leaves) -> outputs`: `jax.vmap` nested once per level, outermost first,
     as a person would write it; level `l` is sharded over the mesh axes `spmd[l]`. An
-    `axis_name` names the only level (JAX binds one name to one level). Cached by all three."""
+    `axis_name` names the only level (JAX binds one name to one level); `axis_size` sizes it
+    where no leaf is mapped (a batch of one, to bind the name). Cached by all four."""
     if spmd is not None and not any(spmd):
         spmd = None
-    key = (levels, spmd, axis_name)  # tuples: a route's fields, or as `chunk_loop` makes them
+    key = (levels, spmd, axis_name, axis_size)  # tuples: a route's fields, or as made in `_chunks`
     fn: Callable[..., Any] | None = _VMAPPED.get(key)
     if fn is None:
         fn = _call_example
@@ -132,6 +134,7 @@ def nested_vmap(
                 in_axes=(None, *levels[level]),
                 axis_name=axis_name,
                 spmd_axis_name=None if spmd is None else vmap_name(spmd[level]),
+                axis_size=axis_size,
             )
         _VMAPPED.put(key, fn)
     return fn

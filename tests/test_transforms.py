@@ -141,3 +141,27 @@ def test_one_chunk_is_the_nested_vmap_written_by_hand():
     one_chunk = auto_vmap(s=0, v=1, m=2, chunk_size=8)(quad)
     hand = jax.vmap(jax.vmap(quad, in_axes=(None, 0, 0)), in_axes=(None, 0, None))
     assert _hlo(one_chunk, 1.0, v, m) == _hlo(hand, 1.0, v, m)
+
+
+def test_one_nested_vmap_builder_and_one_concreteness_test():
+    """Every route maps its examples through `_vmap.nested_vmap` (the chunk loop's gather of a
+    chunk, a vmap over indices, is the one other `jax.vmap`); whether a value is traced is
+    asked in one place, `_vmap.is_concrete`."""
+    import ast
+    import pathlib
+
+    import autovmap
+
+    calls: dict[str, list[str]] = {}
+    for path in sorted(pathlib.Path(autovmap.__file__).parent.glob("_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = ast.unparse(node.func)
+                if name in ("jax.vmap", "isinstance") and "Tracer" in ast.unparse(node) + name:
+                    calls.setdefault(path.name, []).append("isinstance Tracer")
+                elif name == "jax.vmap":
+                    calls.setdefault(path.name, []).append(ast.unparse(node.args[0]))
+    assert calls == {
+        "_vmap.py": ["isinstance Tracer", "fn"],
+        "_chunks.py": ["one"],
+    }, calls
