@@ -196,9 +196,9 @@ def test_a_new_batch_shape_compiles_what_hand_written_vmap_compiles(k):
     for _ in range(k):
         hand = jax.vmap(hand)
     ours = auto_vmap(x=1)(jnp.sin)
-    assert _compiles(ours, jnp.asarray(np.ones((977,) + (2,) * (k - 1) + (3,)))) == _compiles(
-        hand, jnp.asarray(np.ones((979,) + (2,) * (k - 1) + (3,)))
-    )
+    by_hand = _compiles(hand, jnp.asarray(np.ones((979,) + (2,) * (k - 1) + (3,))))
+    assert by_hand >= 1  # the listener hears compilations
+    assert _compiles(ours, jnp.asarray(np.ones((977,) + (2,) * (k - 1) + (3,)))) == by_hand
 
 
 def test_the_route_of_a_call_does_not_depend_on_what_was_cached(monkeypatch):
