@@ -119,3 +119,36 @@ def test_traced_calls_take_the_nested_route_and_plan_says_so(monkeypatch):
     jax.jit(traced)(x)
     assert inside[0].kind == "nested" and seen == inside
     assert "merged" not in str(inside[0])
+
+
+_SHARDED = """
+import jax, jax.numpy as jnp, numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
+from autovmap import auto_vmap, plan
+
+mesh = jax.make_mesh((8,), ("b",), axis_types=(jax.sharding.AxisType.Auto,))
+f = auto_vmap(v=1, chunk_size=2)(lambda v: jnp.sin(v).sum())
+# the size-1 batch dim is squeezed before mapping: the route reads the sharding past it
+y = jax.device_put(
+    jnp.arange(16 * 8 * 3.0).reshape(16, 1, 8, 3), NamedSharding(mesh, P(None, None, "b"))
+)
+p = plan(f, y)
+assert p.route.kind == "shard chunks" and p.route.shard_axes == (None, ("b",)), p.route
+assert "each device loops over its own shard" in str(p), str(p)
+out = f(y)
+assert out.sharding.spec == P(None, None, "b"), out.sharding
+np.testing.assert_allclose(out, np.sin(np.asarray(y)).sum(-1), rtol=1e-5, atol=1e-6)
+print("ok")
+"""
+
+
+def test_plan_of_a_sharded_batch_shows_the_per_shard_route():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+    run = subprocess.run(
+        [sys.executable, "-c", _SHARDED], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "ok", run.stderr[-3000:]
