@@ -86,8 +86,8 @@ class Route:
             return "no batch dims: the function is called once, with the arguments as given"
         if self.kind == "named" and not self.levels:
             return (
-                f"no batch dims: the function is called once, with `{self.axis_name}` bound to "
-                "a batch of one"
+                "no batch dims: the function is called once, with axis name "
+                f"{self.axis_name!r} bound to a batch of one"
             )
         text = levels
         if self.kind == "merged":
