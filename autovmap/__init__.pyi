@@ -359,6 +359,7 @@ class Plan:
     levels: int
     eager_levels: int
     chunk_size: int | None = None
+    route: Any = None  # how the call runs: autovmap._route.Route, printed by str(plan)
 
 def plan(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Plan: ...
 

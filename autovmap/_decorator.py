@@ -29,6 +29,7 @@ from ._errors import (
     value_label,
 )
 from ._plan import BoundedCache, IncompatibleBatchShapes, VmapPlan, plan_for
+from ._route import choose_route
 from ._run import run_named_unbatched, run_plan
 from ._spec import CallSpec, explicit_ranks, read_spec
 
@@ -403,8 +404,11 @@ def auto_vmap(
             `jax.jit`, and once per shape signature eagerly). `False` turns these checks off;
             like-named dims are then still compared, from the shapes, before `jax.vmap`.
         chunk_size: evaluate at most this many examples at a time per device, bounding peak
-            memory; results are identical. A sharded batch is chunked on each device's own
-            shard: the output keeps the batch's sharding, with no collective added.
+            memory. Each chunk gives what `jax.jit(jax.vmap(f))` gives on it: integer, boolean
+            and PRNG-key results equal the unchunked ones bit for bit; floating-point
+            reductions may differ in the last bits (XLA may sum a chunk in another order than
+            the whole batch). A sharded batch is chunked on each device's own shard: the
+            output keeps the batch's sharding, with no collective added.
         axis_name: bind this name to the whole batch (every batch dim), so that collectives
             inside the function, `jax.lax.pmean(x, axis_name)`, reduce over every example.
             Cannot be combined with `chunk_size`.
@@ -480,4 +484,13 @@ def plan(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Plan:
         args = (fn.__self__, *args)  # type: ignore[assignment]
     call, call_args, call_kwargs = record.prepare(args, kwargs)
     bound = bind(call.spec, call_args, call_kwargs)
-    return describe(call.spec.fn, bound, call.plan(bound), call.options.chunk_size)
+    options = call.options
+    vmap_plan = call.plan(bound)
+    route = choose_route(  # the very choice the call makes (`run_plan`)
+        vmap_plan,
+        bound.leaves,
+        chunk_size=options.chunk_size,
+        axis_name=options.axis_name,
+        spmd_axis_name=options.spmd_axis_name,
+    )
+    return describe(call.spec.fn, bound, vmap_plan, route, options.chunk_size)

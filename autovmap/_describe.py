@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from ._bind import BoundCall, shape_of
 from ._errors import BroadcastError, CoreDimError, RankTooLargeError, fn_label
 from ._plan import IncompatibleBatchShapes, Shape, VmapPlan
+from ._route import Route
 from ._signature import ArgDims, CoreDims, fmt_dims, leaf_dims
 
 
@@ -98,10 +99,12 @@ class Plan:
         leaves: one `LeafPlan` per ranked array leaf, in argument order.
         levels: the number of `jax.vmap` levels under tracing (`jax.jit`, `jax.grad`, ...):
             one per batch dim of size other than 1.
-        eager_levels: the number of levels when the arrays are concrete: adjacent levels that
-            map the same leaves are then merged by a reshape.
-        chunk_size: the `chunk_size` option, if set: the batch is then evaluated that many
-            examples at a time.
+        eager_levels: the number of vmap levels this call runs with these arguments: for
+            concrete arrays on one device with no option, adjacent levels that map the same
+            leaves are merged by a reshape; otherwise `levels`.
+        chunk_size: the `chunk_size` option, if set.
+        route: how the call runs (nested or merged vmap, a chunk loop, per-shard chunks, a
+            named axis): the very value the call itself runs by. `print(plan)` shows it.
     """
 
     function: str
@@ -110,35 +113,33 @@ class Plan:
     levels: int
     eager_levels: int
     chunk_size: int | None = None
+    route: Route | None = None
 
     def __str__(self) -> str:
-        if not self.levels and self.batch_shape == ():
-            summary = "no batch dims: the function is called once, with the arguments as given"
-        else:
-            levels = "1 jax.vmap level" if self.levels == 1 else f"{self.levels} jax.vmap levels"
-            summary = f"batch shape {fmt_shape(self.batch_shape)}; {levels}"
-            if self.eager_levels != self.levels:
-                summary += (
-                    f" under tracing, merged into {self.eager_levels} when called eagerly "
-                    "(adjacent levels that map the same arguments)"
-                )
-            if self.chunk_size is not None:
-                summary += f", in chunks of at most {self.chunk_size} examples"
+        route = "" if self.route is None else str(self.route)
+        summary = (
+            route
+            if not self.batch_shape and not self.levels
+            else (f"batch shape {fmt_shape(self.batch_shape)}; {route}")
+        )
         legend = "in_axes: 0 = mapped, - = broadcast (in_axes=None, never copied)"
         return (
             f"{self.function}: {summary}\n{leaf_table(self.leaves, with_levels=True)}\n  {legend}"
         )
 
 
-def describe(fn: object, bound: BoundCall, plan: VmapPlan | None, chunk_size: int | None) -> Plan:
-    merged = None if plan is None else plan.merged or plan
+def describe(
+    fn: object, bound: BoundCall, plan: VmapPlan | None, route: Route, chunk_size: int | None
+) -> Plan:
+    """The `Plan` of a bound call: its plan and the route the call runs by."""
     return Plan(
         function=fn_label(fn).strip("`"),
         batch_shape=() if plan is None else plan.batch_shape,
         leaves=leaf_plans(bound, plan),
         levels=0 if plan is None else len(plan.levels),
-        eager_levels=0 if merged is None else len(merged.levels),
+        eager_levels=len(route.levels),
         chunk_size=chunk_size,
+        route=route,
     )
 
 

@@ -260,8 +260,8 @@ def check_compile_workload() -> tuple[str, list[Contender]]:
 
 def eager_vmap_levels(k: int) -> int:
     """How many nested `jax.vmap` levels `auto_vmap` uses eagerly for a k-dim batch (k without
-    merging of adjacent levels, 1 with it). Counted from the nesting of the batch tracers the
-    per-example function receives."""
+    merging of adjacent levels, 1 with it: from k=4 on, where merging pays). Counted from the
+    nesting of the batch tracers the per-example function receives."""
     depths = []
 
     def probe(v):

@@ -128,7 +128,70 @@ def workloads(quick: bool) -> list[tuple[str, float, list[Contender]]]:
                 ],
             )
         )
+    found += never_seen_shapes(quick)
     return found
+
+
+def never_seen_shapes(quick: bool) -> list[tuple[str, float, list[Contender]]]:
+    """Eager calls whose batch shape is new each time (every op compiles): 2 to 4 batch dims.
+    Each contender gets its own fresh shapes, made beforehand (making one compiles nothing)."""
+    found: list[tuple[str, float, list[Contender]]] = []
+    calls = 8 if quick else 40
+    for k in (2, 3, 4):
+        hand = jax.vmap(tiny)
+        for _ in range(k - 1):
+            hand = jax.vmap(hand)
+        explicit = auto_vmap(x=1)(tiny)
+        sizes = iter(range(10_000 * k, 10_000 * (k + 1)))
+
+        def fresh(n: int = calls, k: int = k, sizes: Any = sizes) -> Any:
+            return iter(
+                [jnp.asarray(np.ones((next(sizes),) + (2,) * (k - 1) + (3,))) for _ in range(n)]
+            )
+
+        hand_xs, ours_xs = fresh(), fresh()
+        found.append(
+            (
+                f"{k} batch dims, batch shape never seen before",
+                1.2,
+                [
+                    Contender(
+                        "jax.vmap nested (reference)",
+                        loop(lambda f=hand, xs=hand_xs: _block(f(next(xs)))),
+                        calibrate=False,
+                    ),
+                    Contender(
+                        "auto_vmap(x=1)",
+                        loop(lambda f=explicit, xs=ours_xs: _block(f(next(xs)))),
+                        calibrate=False,
+                    ),
+                ],
+            )
+        )
+    return found
+
+
+def compiles_per_new_shape() -> str:
+    """How many XLA compilations one eager call on a new batch shape costs (each is kept in
+    jax's caches: the resident memory a new shape adds), hand nested vmap against ours."""
+    count = [0]
+
+    def listener(event: str, *args: Any, **kwargs: Any) -> None:
+        if event == "/jax/core/compile/backend_compile_duration":
+            count[0] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    parts = []
+    for k in (2, 3, 4):
+        hand = jax.vmap(tiny)
+        for _ in range(k - 1):
+            hand = jax.vmap(hand)
+        for name, f, size in (("hand", hand, 20_001), ("auto_vmap", auto_vmap(x=1)(tiny), 20_002)):
+            x = jnp.asarray(np.ones((size + 10 * k,) + (2,) * (k - 1) + (3,)))
+            count[0] = 0
+            _block(f(x))
+            parts.append(f"{k} dims {name} {count[0]}")
+    return "XLA compilations per call on a new batch shape: " + ", ".join(parts)
 
 
 def check_results() -> None:
@@ -159,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
                 f"| {'' if is_ref else f'≤ {target:.2f}'} |",
                 flush=True,
             )
+    print(f"\n{compiles_per_new_shape()}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """`chunk_size` on a sharded batch: compiled temp memory per device and run time of
-`autovmap._shard.map_batch` against hand-written `jax.shard_map` + `jax.lax.map`, on 8
+`autovmap._run.map_batch` against hand-written `jax.shard_map` + `jax.lax.map`, on 8
 simulated CPU devices. Targets (issue 12): equal memory, run time within 1.1x.
 
 ```bash
@@ -50,7 +50,7 @@ def main() -> None:
     sys.path.insert(0, str(HERE))
     from _timing import Contender, compare, format_seconds, loop
 
-    from autovmap._shard import map_batch
+    from autovmap._run import map_batch
 
     assert len(jax.devices()) == N_DEVICES, jax.devices()
     chunk = options.chunk_size

@@ -38,7 +38,7 @@ def worker(process_id: int, port: int) -> dict:
     from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
     from autovmap import auto_vmap
-    from autovmap._shard import _EXPLICIT_SPLIT
+    from autovmap._compat import EXPLICIT_SPLIT as _EXPLICIT_SPLIT
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     _gloo_on_loopback(jax)
@@ -73,7 +73,7 @@ def worker(process_id: int, port: int) -> dict:
         "collectives": {},
         "errors": {},
     }
-    # jax 0.5's explicit sharding cannot carry a chunked batch (see autovmap._shard)
+    # jax 0.5's explicit sharding cannot carry a chunked batch (see autovmap._compat)
     for kind in ("Auto", "Explicit") if _EXPLICIT_SPLIT else ("Auto",):
         report["kinds"] += 1
         devices = np.array(jax.devices())  # every device of every process, process-major

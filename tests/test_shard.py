@@ -29,7 +29,9 @@ from hypothesis.extra.numpy import mutually_broadcastable_shapes
 from jax.sharding import PartitionSpec as P
 
 from autovmap import auto_vmap
-from autovmap._shard import _EXPLICIT_SPLIT, _place, map_batch, spmd_levels
+from autovmap._compat import EXPLICIT_SPLIT as _EXPLICIT_SPLIT
+from autovmap._mesh import place as _place, spmd_levels
+from autovmap._run import map_batch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # oracle, when a script
 from oracle import assert_trees_close, loop

@@ -115,3 +115,53 @@ def test_eight_threads_at_once():
         t.join()
     for (v, m), b, out in zip(inputs, shapes, results):
         assert_trees_close(out, loop(quad, [1.0, v, m], [0, 1, 2], b), rtol=1e-4)
+
+
+def centred(x):
+    return x - jax.lax.pmean(x, "b")
+
+
+def test_named_routes_are_the_program_written_by_hand():
+    """`axis_name` over one batch dim is one named vmap; over several, one named vmap over
+    their product, between two reshapes."""
+    x1 = jax.ShapeDtypeStruct((6, 3), jnp.float32)
+    x2 = jax.ShapeDtypeStruct((2, 6, 3), jnp.float32)
+    named = auto_vmap(x=1, axis_name="b")(centred)
+    assert _hlo(named, x1) == _hlo(jax.vmap(centred, axis_name="b"), x1)
+
+    def by_hand(x):
+        return jax.vmap(centred, axis_name="b")(x.reshape(12, 3)).reshape(2, 6, 3)
+
+    assert _hlo(named, x2) == _hlo(by_hand, x2)
+
+
+def test_one_chunk_is_the_nested_vmap_written_by_hand():
+    v = jax.ShapeDtypeStruct((4, 2, 3), jnp.float32)
+    m = jax.ShapeDtypeStruct((2, 3, 3), jnp.float32)
+    one_chunk = auto_vmap(s=0, v=1, m=2, chunk_size=8)(quad)
+    hand = jax.vmap(jax.vmap(quad, in_axes=(None, 0, 0)), in_axes=(None, 0, None))
+    assert _hlo(one_chunk, 1.0, v, m) == _hlo(hand, 1.0, v, m)
+
+
+def test_one_nested_vmap_builder_and_one_concreteness_test():
+    """Every route maps its examples through `_vmap.nested_vmap` (the chunk loop's gather of a
+    chunk, a vmap over indices, is the one other `jax.vmap`); whether a value is traced is
+    asked in one place, `_vmap.is_concrete`."""
+    import ast
+    import pathlib
+
+    import autovmap
+
+    calls: dict[str, list[str]] = {}
+    for path in sorted(pathlib.Path(autovmap.__file__).parent.glob("_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = ast.unparse(node.func)
+                if name in ("jax.vmap", "isinstance") and "Tracer" in ast.unparse(node) + name:
+                    calls.setdefault(path.name, []).append("isinstance Tracer")
+                elif name == "jax.vmap":
+                    calls.setdefault(path.name, []).append(ast.unparse(node.args[0]))
+    assert calls == {
+        "_vmap.py": ["isinstance Tracer", "fn"],
+        "_chunks.py": ["one"],
+    }, calls
