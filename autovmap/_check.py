@@ -91,12 +91,18 @@ def _hint(value: Any, shown: Any) -> str:
             f" It is a {'NumPy array' if isinstance(value, np.ndarray) else 'Python scalar'}: "
             "annotate it `ArrayLike` (e.g. `Float[ArrayLike, ...]`) or pass `jnp.asarray(...)`."
         )
-    if isinstance(value, jax.Array) and any(m.array_type is np.ndarray for m in arrays):
+    numpy = [m for m in arrays if m.array_type is np.ndarray]
+    if isinstance(value, jax.Array) and numpy and not any(_dtype_fits(value, m) for m in numpy):
         return (
-            " Batched arguments reach the function as JAX arrays (`jnp.asarray`), so a NumPy "
-            "float64 array arrives as float32 unless `jax_enable_x64` is on."
+            " Arguments with a rank reach the function as JAX arrays (`jnp.asarray`), so a "
+            "float64 NumPy array arrives as float32 unless `jax_enable_x64` is on."
         )
     return ""
+
+
+def _dtype_fits(value: Any, annotation: Any) -> bool:
+    """Whether `value`'s dtype is one `annotation` admits, whatever its shape."""
+    return isinstance(value, annotation.dtype[jax.Array, "..."])
 
 
 def _fail(

@@ -13,7 +13,7 @@ from typing import Any, ParamSpec
 import jax
 from jax.sharding import PartitionSpec
 
-from ._annotations import AnnotationReader, batched_annotation, caller_frame, contains_jaxtyping
+from ._annotations import AnnotationReader, batched_annotation, caller_frame
 from ._bind import BoundCall, bind, shape_of
 from ._check import Invoke, check_core_dims, invoker, remembered_invoker
 from ._describe import Plan, broadcast_error, describe, fmt_shape, rank_too_large
@@ -28,6 +28,7 @@ from ._plan import BoundedCache, IncompatibleBatchShapes, VmapPlan, plan_for
 from ._remember import Bindings, call_key, start_recording, stop_recording
 from ._run import run_named_unbatched, run_plan
 from ._spec import CallSpec, read_spec
+from ._typecheck import needs_check
 
 hide_from_tracebacks(__file__)
 
@@ -271,7 +272,7 @@ class AutoVmap:
                 f"of `auto_vmap`, so `auto_vmap({clash[0]}=...)` is ambiguous. To rank the "
                 "parameter, give its rank positionally; to set the option, rename the parameter."
             )
-        if options.check and not any(map(contains_jaxtyping, spec.annotations.values())):
+        if options.check and not any(map(needs_check, spec.annotations.values())):
             options = dataclasses.replace(options, check=False)  # nothing to check
         if not spec.any_ranked:
             if not spec.explicit and any(name != "return" for name in spec.annotations):

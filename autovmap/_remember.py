@@ -17,6 +17,7 @@ holding the dim sizes the checked call bound (`remembered_bindings`, `push_scope
 from __future__ import annotations
 
 import enum
+import functools
 import types
 import weakref
 from collections.abc import Callable, Mapping
@@ -29,7 +30,17 @@ import numpy as np
 
 _SMALL = 256  # the longest str/bytes (and the most NumPy bytes) a key holds by value
 _SCALARS = frozenset({bool, int, float, complex, type(None)})
-_BY_IDENTITY = (types.FunctionType, types.BuiltinFunctionType, type, enum.Enum)
+# Compared by identity (held weakly): functions, and classes and enum members.
+_BY_IDENTITY = (
+    types.FunctionType,
+    types.BuiltinFunctionType,
+    functools.partial,
+    jax.custom_jvp,
+    jax.custom_vjp,
+    type(jax.jit(lambda: None)),
+    type,
+    enum.Enum,
+)
 
 Bindings = tuple[dict[str, Any], ...]
 

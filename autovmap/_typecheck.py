@@ -43,7 +43,7 @@ def check(value: Any, annotation: Any, memo: CheckMemo) -> None:
     try:
         typeguard.check_type_internal(value, annotation, memo)
     except typeguard.TypeCheckError as e:
-        e.append_path_element(type(value).__qualname__)
+        e.append_path_element(type(value).__name__)
         raise
 
 
@@ -118,11 +118,20 @@ def checked_fields(cls: type) -> tuple[tuple[str, Any], ...]:
                 annotation = reader.resolve(raw, globalns)
             except Exception:  # noqa: BLE001, S112 - unresolved: refused when ranked, by read_spec
                 continue
-            nested = isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
-            if contains_jaxtyping(annotation) or (nested and checked_fields(annotation)):
+            if needs_check(annotation):
                 fields.append((name, annotation))
         found = _fields[cls] = tuple(fields)
     return found
+
+
+def needs_check(annotation: Any) -> bool:
+    """Whether checking a value against `annotation` means more than typeguard alone does: it
+    holds a jaxtyping annotation, or a dataclass with fields that do."""
+    if contains_jaxtyping(annotation):
+        return True
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+        return bool(checked_fields(annotation))
+    return any(needs_check(member) for member in typing.get_args(annotation))
 
 
 def _lookup(origin_type: Any, args: tuple[Any, ...], extras: tuple[Any, ...]) -> Any:
