@@ -88,7 +88,7 @@ def _node(value: Any) -> Any:
     """A registered pytree node by its type, metadata and children; functions and classes by
     identity; anything else has no key."""
     children, treedef = jax.tree_util.tree_flatten(value, is_leaf=lambda x: x is not value)
-    data = treedef.node_data()
+    data = _node_data(treedef)
     if data is None:  # not a pytree node
         if isinstance(value, _BY_IDENTITY):
             return _weak(value)
@@ -117,9 +117,16 @@ def _metadata(value: Any) -> Any:
     return _weak(value)  # a sentinel, a function, a class: static by JAX's contract
 
 
+def _node_data(treedef: Any) -> Any:
+    return treedef.node_data()
+
+
+_config: Any = jax.config
+
+
 def _settings() -> tuple[Any, ...]:
     """The JAX settings that decide what an argument becomes inside the call."""
-    return jax.config.jax_enable_x64, jax.config.jax_numpy_dtype_promotion
+    return _config.jax_enable_x64, _config.jax_numpy_dtype_promotion
 
 
 def call_key(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
@@ -140,13 +147,15 @@ def call_key(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
 # 2 µs a call; its storage functions do the same in a fraction of that. Where they are missing
 # (another jaxtyping version), the public context is used and no outcome is remembered.
 
+_storage: Any
 try:
-    from jaxtyping._storage import (  # type: ignore[attr-defined]
-        get_shape_memo as _get_memo,
-        pop_shape_memo as _pop_memo,
-        push_shape_memo as _push_memo,
-    )
+    from jaxtyping import _storage
 except ImportError:  # pragma: no cover - another jaxtyping layout
+    _storage = None
+_get_memo = getattr(_storage, "get_shape_memo", None)
+_push_memo = getattr(_storage, "push_shape_memo", None)
+_pop_memo = getattr(_storage, "pop_shape_memo", None)
+if _get_memo is None or _push_memo is None or _pop_memo is None:  # pragma: no cover
     _get_memo = _push_memo = _pop_memo = None
 
 _contexts: list[Any] = []  # the fallback's open contexts

@@ -53,7 +53,7 @@ def received(annotation: Any) -> Any:
     try:
         return _received(annotation)
     except TypeError:  # an unhashable `Annotated` extra: not cached
-        return _received.__wrapped__(annotation)  # type: ignore[attr-defined]
+        return _received.__wrapped__(annotation)
 
 
 @functools.lru_cache(maxsize=512)
@@ -67,13 +67,13 @@ def _received(t: Any) -> Any:
         return t
     if origin is typing.Annotated:
         return typing.Annotated[(received(args[0]), *t.__metadata__)]
-    new_args = tuple(a if a is Ellipsis else received(a) for a in args)
-    if new_args == args:
+    new_args: tuple[Any, ...] = tuple(a if a is Ellipsis else received(a) for a in args)
+    if all(new is old for new, old in zip(new_args, args)):
         return t
     if origin in UNION_TYPES:
         return typing.Union[new_args]
     try:
-        return origin[new_args if len(new_args) > 1 else new_args[0]]
+        return origin[new_args[0] if len(new_args) == 1 else new_args]
     except TypeError:  # pragma: no cover - a generic that cannot be re-subscripted
         return t
 
@@ -148,7 +148,7 @@ def _check_fields(value: Any, origin_type: Any, args: tuple[Any, ...], memo: Any
         return  # not one of autovmap's checks
     for name, shown in checked_fields(origin_type):
         annotation = received(shown) if memo.received else shown
-        field = getattr(value, name, None)
+        field: Any = getattr(value, name, None)
         try:
             typeguard.check_type_internal(field, annotation, memo)
         except typeguard.TypeCheckError as failed:
