@@ -130,6 +130,19 @@ class _Check(typing.NamedTuple):
     memo: CheckMemo
     by_partial: bool = False  # bound by `functools.partial`, not passed by the call
 
+    def fails(self, value: Any) -> typeguard.TypeCheckError | None:
+        """Why `value` fails the check, or `None` if it passes."""
+        if is_array_annotation(self.annotation):
+            # All typeguard would do for an array annotation (a class): `isinstance`.
+            if isinstance(value, self.annotation):
+                return None
+            return typeguard.TypeCheckError(f"is not {annotation_str(self.annotation)}")
+        try:
+            check(value, self.annotation, self.memo)
+        except typeguard.TypeCheckError as e:
+            return e
+        return None
+
 
 class Checker:
     """Calls a function on one example, checking its arguments and result."""
@@ -180,22 +193,22 @@ class Checker:
         return param.label(i), self.checks.get(param.name)
 
     def _check_arguments(self, items: list[tuple[str, Any, _Check]]) -> None:
-        for label, value, (annotation, shown, memo, by_partial) in items:
-            try:
-                check(value, annotation, memo)
-            except typeguard.TypeCheckError as e:
+        for label, value, found in items:
+            error = found.fails(value)
+            if error is not None:
                 what = f"argument `{label}`"
-                if by_partial:
+                if found.by_partial:
                     what += " (bound by `functools.partial`)"
-                raise _fail(self.spec, what, value, shown, annotation, e) from None
+                raise _fail(self.spec, what, value, found.shown, found.annotation, error)
 
     def _check_result(self, result: Any) -> None:
-        if self.return_check is not None:
-            annotation, shown, memo, _ = self.return_check
-            try:
-                check(result, annotation, memo)
-            except typeguard.TypeCheckError as e:
-                raise _fail(self.spec, "the return value", result, shown, annotation, e) from None
+        found = self.return_check
+        if found is not None:
+            error = found.fails(result)
+            if error is not None:
+                raise _fail(
+                    self.spec, "the return value", result, found.shown, found.annotation, error
+                )
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         items = self._items(args, kwargs)

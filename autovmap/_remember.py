@@ -62,14 +62,20 @@ def _small(value: str | bytes) -> tuple[type, str | bytes]:
     return type(value), value
 
 
+_ARRAY_TYPES: set[type] = set()  # the `jax.Array` classes seen (jax's own: arrays, tracers)
+
+
 def _part(value: Any) -> Any:
     """What the checks can read of one argument (or pytree child)."""
     kind = type(value)
+    if kind in _ARRAY_TYPES:  # the common case first: its abstract value holds the weak type
+        return kind, value.aval
     if kind in _SCALARS:
         if kind is int and value.bit_length() > 8 * _SMALL:
             raise _NoKey
         return kind, value
-    if isinstance(value, jax.Array):  # also tracers: the abstract value holds the weak type
+    if isinstance(value, jax.Array):
+        _ARRAY_TYPES.add(kind)
         return kind, value.aval
     if kind is np.ndarray:
         return kind, value.shape, value.dtype
@@ -121,12 +127,28 @@ def _node_data(treedef: Any) -> Any:
     return treedef.node_data()
 
 
-_config: Any = jax.config
-
-
-def _settings() -> tuple[Any, ...]:
+def _public_settings() -> tuple[Any, ...]:
     """The JAX settings that decide what an argument becomes inside the call."""
-    return _config.jax_enable_x64, _config.jax_numpy_dtype_promotion
+    config: Any = jax.config
+    return config.jax_enable_x64, config.jax_numpy_dtype_promotion
+
+
+def _settings_reader() -> Callable[[], tuple[Any, ...]]:
+    """`_public_settings`, read in a third of the time from jax's own config states where
+    this jax has them (checked against the public values once)."""
+    try:
+        from jax._src import config  # noqa: PLC0415
+
+        x64, promotion = config.enable_x64, config.numpy_dtype_promotion
+        read = lambda: (x64.value, promotion.value)  # noqa: E731
+        if read() == _public_settings():
+            return read
+    except (ImportError, AttributeError):  # pragma: no cover - another jax layout
+        pass
+    return _public_settings  # pragma: no cover
+
+
+_settings = _settings_reader()
 
 
 def call_key(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
