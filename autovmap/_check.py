@@ -111,7 +111,7 @@ def _fail(
     shape = _shape_str(value)
     error_ = AnnotationCheckError(
         f"{fn_label(spec.fn)}: {what} is {shape or f'a `{type(value).__name__}`'}, which does "
-        f"not match its annotation `{annotation_str(shown)}`: "
+        f"not match its annotation `{_annotation_name(shown)}`: "
         f"{_reason(value, annotation, error)}.{_hint(value, shown)}\n"
         f"Dims bound so far: {_bindings()}.\n"
         "Fix the argument's shape or dtype, or the annotation; `auto_vmap(..., check=False)` "
@@ -120,6 +120,13 @@ def _fail(
     error_.showed_shape = shape is not None  # type: ignore[attr-defined]
     error_.checked_by = spec  # type: ignore[attr-defined] # only this call adds its batch note
     return error_
+
+
+def _annotation_name(t: Any) -> str:
+    """An annotation as its user wrote it: `Dense`, not `my_module.Dense`."""
+    if isinstance(t, type) and not is_array_annotation(t):
+        return t.__name__
+    return annotation_str(t)
 
 
 class _Check(typing.NamedTuple):
