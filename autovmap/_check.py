@@ -81,8 +81,9 @@ def _members(annotation: Any) -> tuple[Any, ...]:
     return (annotation,)
 
 
-def _hint(value: Any, shown: Any) -> str:
-    """Advice that applies to this value and annotation, or ""."""
+def _hint(value: Any, shown: Any, received: bool) -> str:
+    """Advice that applies to this value and annotation, or "". `received`: the value is one the
+    library converted to a JAX array."""
     arrays = [m for m in _members(shown) if is_array_annotation(m)]
     if not arrays:
         return ""
@@ -92,7 +93,7 @@ def _hint(value: Any, shown: Any) -> str:
             "annotate it `ArrayLike` (e.g. `Float[ArrayLike, ...]`) or pass `jnp.asarray(...)`."
         )
     numpy = [m for m in arrays if m.array_type is np.ndarray]
-    if isinstance(value, jax.Array) and numpy and not any(_dtype_fits(value, m) for m in numpy):
+    if received and numpy and not any(_dtype_fits(value, m) for m in numpy):
         return (
             " Arguments with a rank reach the function as JAX arrays (`jnp.asarray`), so a "
             "float64 NumPy array arrives as float32 unless `jax_enable_x64` is on."
@@ -106,13 +107,14 @@ def _dtype_fits(value: Any, annotation: Any) -> bool:
 
 
 def _fail(
-    spec: CallSpec, what: str, value: Any, shown: Any, annotation: Any, error: Exception
+    spec: CallSpec, what: str, value: Any, found: _Check, error: Exception
 ) -> AnnotationCheckError:
+    shown, annotation, memo = found.shown, found.annotation, found.memo
     shape = _shape_str(value)
     error_ = AnnotationCheckError(
         f"{fn_label(spec.fn)}: {what} is {shape or f'a `{type(value).__name__}`'}, which does "
         f"not match its annotation `{_annotation_name(shown)}`: "
-        f"{_reason(value, annotation, error)}.{_hint(value, shown)}\n"
+        f"{_reason(value, annotation, error)}.{_hint(value, shown, memo.received)}\n"
         f"Dims bound so far: {_bindings()}.\n"
         "Fix the argument's shape or dtype, or the annotation; `auto_vmap(..., check=False)` "
         "turns these checks off."
@@ -206,16 +208,14 @@ class Checker:
                 what = f"argument `{label}`"
                 if found.by_partial:
                     what += " (bound by `functools.partial`)"
-                raise _fail(self.spec, what, value, found.shown, found.annotation, error)
+                raise _fail(self.spec, what, value, found, error)
 
     def _check_result(self, result: Any) -> None:
         found = self.return_check
         if found is not None:
             error = found.fails(result)
             if error is not None:
-                raise _fail(
-                    self.spec, "the return value", result, found.shown, found.annotation, error
-                )
+                raise _fail(self.spec, "the return value", result, found, error)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         items = self._items(args, kwargs)

@@ -139,8 +139,12 @@ def _settings_reader() -> Callable[[], tuple[Any, ...]]:
     try:
         from jax._src import config  # noqa: PLC0415
 
-        x64, promotion = config.enable_x64, config.numpy_dtype_promotion
-        read = lambda: (x64.value, promotion.value)  # noqa: E731
+        x64: Any = config.enable_x64
+        promotion: Any = config.numpy_dtype_promotion
+
+        def read() -> tuple[Any, ...]:
+            return x64.value, promotion.value
+
         if read() == _public_settings():
             return read
     except (ImportError, AttributeError):  # pragma: no cover - another jax layout

@@ -143,7 +143,11 @@ def _lookup(origin_type: Any, args: tuple[Any, ...], extras: tuple[Any, ...]) ->
 
 def _check_fields(value: Any, origin_type: Any, args: tuple[Any, ...], memo: Any) -> None:
     if not isinstance(value, origin_type):  # what typeguard itself does for a class
-        raise typeguard.TypeCheckError(f"is not an instance of {origin_type.__qualname__}")
+        module = origin_type.__module__
+        name = origin_type.__qualname__
+        if module not in ("builtins", "typing"):
+            name = f"{module}.{name}"
+        raise typeguard.TypeCheckError(f"is not an instance of {name}")
     if not isinstance(memo, CheckMemo):
         return  # not one of autovmap's checks
     for name, shown in checked_fields(origin_type):
