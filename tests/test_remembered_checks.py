@@ -226,3 +226,36 @@ def test_arbitrary_objects_have_no_key():
 
     assert call_key((Config(),), {}) is None
     assert call_key((), {"c": Config()}) is None
+
+
+def test_real_code_gives_the_loop_answer_checked_and_remembered():
+    import equinox as eqx  # noqa: PLC0415
+    from oracle import assert_trees_close, loop  # noqa: PLC0415
+
+    @auto_vmap
+    def logpdf(
+        x: Float[Array, "d"], mean: Float[Array, "d"], cov: Float[Array, "d d"]
+    ) -> Float[Array, ""]:
+        return jax.scipy.stats.multivariate_normal.logpdf(x, mean, cov)
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(5, 1, 3)).astype(np.float32)
+    mean = rng.normal(size=(4, 3)).astype(np.float32)
+    cov = np.eye(3, dtype=np.float32) * 2
+    expected = loop(jax.scipy.stats.multivariate_normal.logpdf, [x, mean, cov], [1, 1, 2], (5, 4))
+    for _ in range(3):  # checked, then remembered
+        assert_trees_close(logpdf(x, mean, cov), expected)
+    with pytest.raises(AnnotationCheckError, match="argument `cov`"):
+        logpdf(x, mean, np.eye(2, dtype=np.float32))
+
+    mlp = eqx.nn.MLP(3, 2, 8, 2, key=jax.random.key(0))
+
+    @auto_vmap
+    def predict(model: eqx.nn.MLP, x: Float[Array, "n"]) -> Float[Array, "2"]:
+        return model(x)
+
+    xs = rng.normal(size=(2, 5, 3)).astype(np.float32)
+    expected = loop(mlp, [xs], [1], (2, 5))
+    for _ in range(3):
+        assert_trees_close(predict(mlp, xs), expected)
+    assert _remembered(predict) == 1
