@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import threading
 import types
 import weakref
 from collections.abc import Callable, Mapping
@@ -184,7 +185,7 @@ _pop_memo = getattr(_storage, "pop_shape_memo", None)
 if _get_memo is None or _push_memo is None or _pop_memo is None:  # pragma: no cover
     _get_memo = _push_memo = _pop_memo = None
 
-_contexts: list[Any] = []  # the fallback's open contexts
+_fallback = threading.local()  # the fallback's open contexts, per thread
 
 
 def push_scope(bindings: Bindings | None = None) -> None:
@@ -192,7 +193,7 @@ def push_scope(bindings: Bindings | None = None) -> None:
     if _push_memo is None:  # pragma: no cover - another jaxtyping layout
         context = jaxtyping.jaxtyped("context")
         context.__enter__()
-        _contexts.append(context)
+        _fallback.__dict__.setdefault("contexts", []).append(context)
         return
     memos = _push_memo({})
     if bindings is not None:
@@ -202,7 +203,7 @@ def push_scope(bindings: Bindings | None = None) -> None:
 
 def pop_scope() -> None:
     if _pop_memo is None:  # pragma: no cover - another jaxtyping layout
-        _contexts.pop().__exit__(None, None, None)
+        _fallback.contexts.pop().__exit__(None, None, None)
         return
     _pop_memo()
 

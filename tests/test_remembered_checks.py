@@ -259,3 +259,22 @@ def test_real_code_gives_the_loop_answer_checked_and_remembered():
     for _ in range(3):
         assert_trees_close(predict(mlp, xs), expected)
     assert _remembered(predict) == 1
+
+
+def test_without_jaxtyping_storage_functions_checks_run_every_time(monkeypatch):
+    # Another jaxtyping layout: the public `jaxtyped("context")` opens the scopes, and since the
+    # bindings cannot be copied, no outcome is remembered (never a remembered call without them).
+    import autovmap._remember as remember  # noqa: PLC0415
+
+    for name in ("_get_memo", "_push_memo", "_pop_memo"):
+        monkeypatch.setattr(remember, name, None)
+
+    @auto_vmap
+    def add(a: Float[Array, "n"], b: Float[Array, "n"]) -> Float[Array, "n"]:
+        return a + b
+
+    x = jnp.ones((2, 3))
+    assert add(x, x).tolist() == [[2.0] * 3] * 2
+    assert _remembered(add) == 0
+    with pytest.raises(AnnotationCheckError, match="argument `b`"):
+        add(x, jnp.ones((2, 1)))
