@@ -51,10 +51,14 @@ class _NoKey(Exception):
 
 
 def _weak(value: Any) -> Any:
+    """`value` by identity, without keeping it alive. The hash is taken now, while `value`
+    lives: metadata made afresh by each flatten is gone by the time the key is looked up."""
     try:
-        return weakref.ref(value)
-    except TypeError:
+        reference = weakref.ref(value)
+        hash(reference)
+    except TypeError:  # no weak references to it, or unhashable
         raise _NoKey from None
+    return reference
 
 
 def _small(value: str | bytes) -> tuple[type, str | bytes]:

@@ -15,6 +15,9 @@ from oracle import assert_trees_close, loop
 
 from autovmap import AnnotationCheckError, CoreDimError, auto_vmap
 
+# `jax.enable_x64` is newer than the jax floor (0.5.3), which has `jax.experimental.enable_x64`.
+enable_x64 = jax.enable_x64 if hasattr(jax, "enable_x64") else jax.experimental.enable_x64
+
 
 @auto_vmap
 def add(a: Float[Array, "n"], b: Float[Array, "n"]) -> Float[Array, "n"]:
@@ -356,7 +359,7 @@ def test_numpy_dtype_annotation_message_says_what_the_function_receives():
         message = str(info.value)
         assert "argument `a` is a float32 array" in message and "Float64[ndarray" in message
         assert "reach the function as JAX arrays" in message and "jax_enable_x64" in message
-    with jax.enable_x64(True):
+    with enable_x64(True):
         assert total(np.ones((4, 3))).tolist() == [3.0] * 4
 
 
