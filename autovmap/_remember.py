@@ -246,16 +246,54 @@ def record(owner: object) -> None:
         recording[1].append(current_bindings())
 
 
+def _memo_stacks() -> tuple[Any, int] | None:
+    """jaxtyping's per-thread memo stacks and the width of one entry, where a scope pushed by
+    `push_shape_memo` is a tuple of fresh dicts on them (checked once, here); else `None`."""
+    local = getattr(_storage, "_shape_storage", None)
+    if _push_memo is None or _pop_memo is None or local is None:
+        return None
+    memos = _push_memo({})
+    try:
+        stack = getattr(local, "memo_stack", None)
+        fits = stack is not None and stack[-1] is memos and memos[0] == {} and memos[1] == {}
+        fits = fits and isinstance(memos, tuple) and all(type(m) is dict for m in memos)
+    finally:
+        _pop_memo()
+    return (local, len(memos)) if fits else None
+
+
+_stacks = _memo_stacks()
+
+
 class InScope:
     """Calls a function inside a memo scope holding the bindings a checked call made."""
 
     def __init__(self, fn: Callable[..., Any], bindings: Bindings) -> None:
         self.fn = fn
         self.bindings = bindings
+        self.extra = _stacks[1] - len(bindings) if _stacks is not None else 0
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        push_scope(self.bindings)
+        if _stacks is None:  # pragma: no cover - another jaxtyping layout
+            push_scope(self.bindings)
+            try:
+                return self.fn(*args, **kwargs)
+            finally:
+                pop_scope()
+        try:
+            stack = _stacks[0].memo_stack
+        except AttributeError:  # the first scope of this thread
+            push_scope()
+            pop_scope()
+            stack = _stacks[0].memo_stack
+        # What `push_scope(self.bindings)` does, in a third of the time: fresh dicts, since
+        # the function may bind more dims in them.
+        single, variadic = self.bindings
+        if self.extra == 2:  # jaxtyping's layout today: pytree structures, arguments
+            stack.append((dict(single), dict(variadic), {}, {}))
+        else:  # pragma: no cover - other widths
+            stack.append((dict(single), dict(variadic), *[{} for _ in range(self.extra)]))
         try:
             return self.fn(*args, **kwargs)
         finally:
-            pop_scope()
+            stack.pop()

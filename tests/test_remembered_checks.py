@@ -281,3 +281,19 @@ def test_without_jaxtyping_storage_functions_checks_run_every_time(monkeypatch):
     assert _remembered(add) == 0
     with pytest.raises(AnnotationCheckError, match="argument `b`"):
         add(x, jnp.ones((2, 1)))
+
+
+def test_a_remembered_call_in_a_new_thread_has_its_scope():
+    import threading  # noqa: PLC0415
+
+    @auto_vmap
+    def same_n(x: Float[Array, "n"], y: Float[Array, "m"]) -> Float[Array, ""]:
+        return jnp.asarray(float(isinstance(y, Float[Array, "n"])))
+
+    x, y = jnp.ones((2, 3)), jnp.ones(4)
+    assert same_n(x, y).tolist() == [0.0, 0.0]  # checked here, remembered for every thread
+    answers = []
+    thread = threading.Thread(target=lambda: answers.append(same_n(x, y).tolist()))
+    thread.start()
+    thread.join()
+    assert answers == [[0.0, 0.0]]
