@@ -135,19 +135,45 @@ def needs_check(annotation: Any) -> bool:
 
 
 def _lookup(origin_type: Any, args: tuple[Any, ...], extras: tuple[Any, ...]) -> Any:
+    if is_array_annotation(origin_type):
+        return _check_array
     if isinstance(origin_type, type) and dataclasses.is_dataclass(origin_type):
         if checked_fields(origin_type):
             return _check_fields
     return None
 
 
+def _not_an_instance(cls: type) -> typeguard.TypeCheckError:
+    """typeguard's own error for a value that is not an instance of a class."""
+    module, name = cls.__module__, cls.__qualname__
+    return typeguard.TypeCheckError(
+        f"is not an instance of {name if module in ('builtins', 'typing') else f'{module}.{name}'}"
+    )
+
+
+def _check_array(value: Any, origin_type: Any, args: tuple[Any, ...], memo: Any) -> None:
+    """An array annotation inside a container: as typeguard checks it (`isinstance`), saying
+    why it fails in autovmap's checks."""
+    if isinstance(value, origin_type):
+        return
+    if not isinstance(memo, CheckMemo):
+        raise _not_an_instance(origin_type)
+    raise typeguard.TypeCheckError(
+        f"is {_what(value)}, which does not match `{annotation_str(origin_type)}`: "
+        f"{explain(value, origin_type)}"
+    )
+
+
+def _what(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        return f"a `{type(value).__name__}`"
+    return f"a {getattr(value, 'dtype', '')} array of shape {tuple(shape)}"
+
+
 def _check_fields(value: Any, origin_type: Any, args: tuple[Any, ...], memo: Any) -> None:
     if not isinstance(value, origin_type):  # what typeguard itself does for a class
-        module = origin_type.__module__
-        name = origin_type.__qualname__
-        if module not in ("builtins", "typing"):
-            name = f"{module}.{name}"
-        raise typeguard.TypeCheckError(f"is not an instance of {name}")
+        raise _not_an_instance(origin_type)
     if not isinstance(memo, CheckMemo):
         return  # not one of autovmap's checks
     for name, shown in checked_fields(origin_type):
@@ -157,17 +183,13 @@ def _check_fields(value: Any, origin_type: Any, args: tuple[Any, ...], memo: Any
             typeguard.check_type_internal(field, annotation, memo)
         except typeguard.TypeCheckError as failed:
             error = failed
-            reason = explain(field, annotation)
-            if reason:  # an array annotation: jaxtyping says why, and what the field holds
-                shape = getattr(field, "shape", None)
-                what = (
-                    f"a `{type(field).__name__}`"
-                    if shape is None
-                    else f"a {field.dtype} array of shape {tuple(shape)}"
-                )
-                error = typeguard.TypeCheckError(
-                    f"is {what}, which does not match `{annotation_str(shown)}`: {reason}"
-                )
+            if is_array_annotation(annotation) or typing.get_origin(annotation) in UNION_TYPES:
+                reason = explain(field, annotation)
+                if reason:  # an array annotation: jaxtyping says why, and what the field holds
+                    error = typeguard.TypeCheckError(
+                        f"is {_what(field)}, which does not match `{annotation_str(shown)}`: "
+                        f"{reason}"
+                    )
             error.append_path_element(f"field `{name}`")
             raise error from None
 
