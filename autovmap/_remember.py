@@ -32,7 +32,7 @@ import numpy as np
 _SMALL = 256  # the longest str/bytes (and the most NumPy bytes) a key holds by value
 _SCALARS = frozenset({bool, int, float, complex, type(None)})
 # Compared by identity (held weakly): functions, and classes and enum members.
-_BY_IDENTITY = (
+_BY_IDENTITY: tuple[type, ...] = (
     types.FunctionType,
     types.BuiltinFunctionType,
     functools.partial,

@@ -10,7 +10,6 @@ documented extension point) adds the fields' own annotations, but only inside au
 from __future__ import annotations
 
 import dataclasses
-import functools
 import types
 import typing
 import weakref
@@ -47,16 +46,24 @@ def check(value: Any, annotation: Any, memo: CheckMemo) -> None:
         raise
 
 
+_received_cache: dict[Any, Any] = {}
+
+
 def received(annotation: Any) -> Any:
     """`annotation` as it applies to a value the library converted to a JAX array: each NumPy
     array annotation `Float[np.ndarray, "n"]` also admits `Float[Array, "n"]`."""
     try:
-        return _received(annotation)
+        return _received_cache[annotation]
+    except KeyError:
+        pass
     except TypeError:  # an unhashable `Annotated` extra: not cached
-        return _received.__wrapped__(annotation)
+        return _received(annotation)
+    if len(_received_cache) >= 512:
+        _received_cache.clear()
+    found = _received_cache[annotation] = _received(annotation)
+    return found
 
 
-@functools.lru_cache(maxsize=512)
 def _received(t: Any) -> Any:
     if is_array_annotation(t):
         if t.array_type is np.ndarray:
