@@ -6,22 +6,24 @@ Named core dims (`CallSpec.core`: from a `signature=`, dim strings, or annotatio
 (`check_core_dims`). A signature's outputs are compared with what one example returns
 (`OutputChecker`, part of the one callback into the user's function).
 
-
-All arguments and the return value of one example are checked inside one jaxtyping memo scope
-(`jaxtyped("context")` + `typeguard.check_type`), so a dim named in two annotations must have
+All arguments (those bound by `functools.partial` too) and the return value of one example are
+checked inside one jaxtyping memo scope, with typeguard (`_typecheck`: every element of a
+container, every annotated field of a dataclass), so a dim named in two annotations must have
 one size. `jaxtyped(typechecker=typeguard.typechecked)` is not used: with typeguard 4 it fails
 on repeated dims such as `"n n"` and silently skips functions defined locally.
 
-Whether a call's examples pass depends only on the call's arguments: on the types, shapes and
-dtypes of its arrays, and on the values of the rest. So a call whose arguments are all arrays,
-pytrees of arrays, or small hashable values (`call_signature`) is checked once, and a later call
-with the same signature is known to pass; any other call is checked every time.
+Whether a call's examples pass depends only on what the checks read of its arguments
+(`_remember.call_key`): a call whose key passed before runs unchecked, in a memo scope holding
+the dim sizes the checked call bound (`remembered_invoker`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 import io
+import typing
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -30,42 +32,22 @@ import jaxtyping
 import numpy as np
 import typeguard
 
-from ._annotations import annotation_str
+from ._annotations import AnnotationReader, annotation_str, is_array_annotation
 from ._bind import BoundCall, bind, shape_of
 from ._describe import LeafAt, core_dim_fixed, core_dim_mismatch, count_dims, fmt_shape
-from ._errors import AnnotationCheckError, OutputSignatureError, fn_label, hide_from_tracebacks
+from ._errors import (
+    AnnotationCheckError,
+    OutputSignatureError,
+    RankSpecError,
+    fn_label,
+    hide_from_tracebacks,
+)
+from ._remember import Bindings, InScope, pop_scope, push_scope, record
 from ._signature import CoreDims, TreeDims, compare_dims, compile_dims, fmt_dims, leaf_dims
-from ._spec import CallSpec
+from ._spec import CallSpec, _annotated_function
+from ._typecheck import UNION_TYPES, CheckMemo, check, explain, received
 
 hide_from_tracebacks(__file__)
-
-_UNCACHEABLE = object()
-
-
-_VALUES = (bool, int, float, complex, str, bytes, type(None))
-
-
-def _signature_of(value: Any) -> Any:
-    """What checking a call can depend on of `value`; `_UNCACHEABLE` if that is more."""
-    if isinstance(value, (jax.Array, np.ndarray)):
-        return type(value), value.shape, value.dtype
-    if isinstance(value, _VALUES):
-        return type(value), value
-    leaves, treedef = jax.tree_util.tree_flatten(value)
-    if not all(isinstance(leaf, (jax.Array, np.ndarray)) for leaf in leaves):
-        return _UNCACHEABLE
-    return treedef, tuple((type(x), x.shape, x.dtype) for x in leaves)
-
-
-def call_signature(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
-    """A key that determines whether a call passes its checks, or `None` if there is none."""
-    parts = []
-    for value in (*args, *kwargs.values()) if kwargs else args:
-        part = _signature_of(value)
-        if part is _UNCACHEABLE:
-            return None
-        parts.append(part)
-    return tuple(parts), tuple(kwargs)
 
 
 def _shape_str(value: Any) -> str | None:
@@ -90,30 +72,85 @@ def _reason(value: Any, annotation: Any, error: Exception) -> str:
     """Why `value` failed `annotation`: jaxtyping's own explanation for array annotations
     (for example "this array has 2 dimensions, not the 1 expected by the type hint"), else
     typeguard's."""
-    explain = getattr(annotation, "__instancecheck_str__", None)
-    reason = explain(value) if explain is not None else ""
-    return reason or str(error)
+    return explain(value, annotation) or str(error)
+
+
+def _members(annotation: Any) -> tuple[Any, ...]:
+    if typing.get_origin(annotation) in UNION_TYPES:
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _hint(value: Any, shown: Any, received: bool) -> str:
+    """Advice that applies to this value and annotation, or "". `received`: the value is one the
+    library converted to a JAX array."""
+    arrays = [m for m in _members(shown) if is_array_annotation(m)]
+    if not arrays:
+        return ""
+    if isinstance(value, (np.ndarray, np.generic, bool, int, float, complex)):
+        return (
+            f" It is a {'NumPy array' if isinstance(value, np.ndarray) else 'Python scalar'}: "
+            "annotate it `ArrayLike` (e.g. `Float[ArrayLike, ...]`) or pass `jnp.asarray(...)`."
+        )
+    numpy = [m for m in arrays if m.array_type is np.ndarray]
+    if received and numpy and not any(_dtype_fits(value, m) for m in numpy):
+        return (
+            " Arguments with a rank reach the function as JAX arrays (`jnp.asarray`), so a "
+            "float64 NumPy array arrives as float32 unless `jax_enable_x64` is on."
+        )
+    return ""
+
+
+def _dtype_fits(value: Any, annotation: Any) -> bool:
+    """Whether `value`'s dtype is one `annotation` admits, whatever its shape."""
+    return isinstance(value, annotation.dtype[jax.Array, "..."])
 
 
 def _fail(
-    fn: Any, what: str, value: Any, annotation: Any, error: Exception
+    spec: CallSpec, what: str, value: Any, found: _Check, error: Exception
 ) -> AnnotationCheckError:
+    shown, annotation, memo = found.shown, found.annotation, found.memo
     shape = _shape_str(value)
-    hint = ""
-    if isinstance(value, (np.ndarray, np.generic, bool, int, float, complex)):
-        hint = (
-            f" It is a {'NumPy array' if shape else 'Python scalar'}: annotate it `ArrayLike` "
-            "(e.g. `Float[ArrayLike, ...]`) or pass `jnp.asarray(...)`."
-        )
     error_ = AnnotationCheckError(
-        f"{fn_label(fn)}: {what} is {shape or f'a `{type(value).__name__}`'}, which does not "
-        f"match its annotation `{annotation_str(annotation)}`: "
-        f"{_reason(value, annotation, error)}.{hint}\nDims bound so far: {_bindings()}.\n"
+        f"{fn_label(spec.fn)}: {what} is {shape or f'a `{type(value).__name__}`'}, which does "
+        f"not match its annotation `{_annotation_name(shown)}`: "
+        f"{_reason(value, annotation, error)}.{_hint(value, shown, memo.received)}\n"
+        f"Dims bound so far: {_bindings()}.\n"
         "Fix the argument's shape or dtype, or the annotation; `auto_vmap(..., check=False)` "
         "turns these checks off."
     )
     error_.showed_shape = shape is not None  # type: ignore[attr-defined]
+    error_.checked_by = spec  # type: ignore[attr-defined] # only this call adds its batch note
     return error_
+
+
+def _annotation_name(t: Any) -> str:
+    """An annotation as its user wrote it: `Dense`, not `my_module.Dense`."""
+    if isinstance(t, type) and not is_array_annotation(t):
+        return t.__name__
+    return annotation_str(t)
+
+
+class _Check(typing.NamedTuple):
+    """What one argument is checked against."""
+
+    annotation: Any  # as checked (`received` for values the library converted)
+    shown: Any  # as the user wrote it
+    memo: CheckMemo
+    by_partial: bool = False  # bound by `functools.partial`, not passed by the call
+
+    def fails(self, value: Any) -> typeguard.TypeCheckError | None:
+        """Why `value` fails the check, or `None` if it passes."""
+        if is_array_annotation(self.annotation):
+            # All typeguard would do for an array annotation (a class): `isinstance`.
+            if isinstance(value, self.annotation):
+                return None
+            return typeguard.TypeCheckError(f"is not {annotation_str(self.annotation)}")
+        try:
+            check(value, self.annotation, self.memo)
+        except typeguard.TypeCheckError as e:
+            return e
+        return None
 
 
 class Checker:
@@ -122,57 +159,111 @@ class Checker:
     def __init__(self, spec: CallSpec) -> None:
         self.fn = spec.fn
         self.spec = spec
-        self.annotations = {k: v for k, v in spec.annotations.items() if k != "return"}
-        self.return_annotation = spec.annotations.get("return")
-        self._positional = [(p.name, self.annotations.get(p.name)) for p in spec.positional]
+        target = _annotated_function(spec.fn)
+        globalns = getattr(target, "__globals__", {})
+        as_given = CheckMemo(globalns, received=False)
+        as_received = CheckMemo(globalns, received=True)  # ranked: the library made them arrays
+        ranked = {p.name for p in spec.params if p.rank is not None}
+        self.checks: dict[str, _Check] = {}
+        for name, annotation in spec.annotations.items():
+            if name in ranked or name == "return":
+                self.checks[name] = _Check(received(annotation), annotation, as_received)
+            else:
+                self.checks[name] = _Check(annotation, annotation, as_given)
+        self.return_check = self.checks.pop("return", None)
+        self._positional = [(p.name, self.checks.get(p.name)) for p in spec.positional]
+        self._bound, self._bound_keywords = _bound_by_partial(spec, target, globalns, as_given)
 
     def _items(
         self, args: tuple[Any, ...], kwargs: Mapping[str, Any]
-    ) -> list[tuple[str, Any, Any]]:
-        """(label, value, annotation) for every annotated argument given."""
-        items = []
+    ) -> list[tuple[str, Any, _Check]]:
+        """(label, value, check) for every annotated argument given."""
+        items = list(self._bound)
         positional = self._positional
         for i, value in enumerate(args):
-            label, annotation = positional[i] if i < len(positional) else self._extra(i)
-            if annotation is not None:
-                items.append((label, value, annotation))
+            label, found = positional[i] if i < len(positional) else self._extra(i)
+            if found is not None:
+                items.append((label, value, found))
         for name, value in kwargs.items():
             param = self.spec.by_keyword.get(name) or self.spec.var_keyword
             assert param is not None  # the call was bound before: the name is a parameter
-            annotation = self.annotations.get(param.name)
-            if annotation is not None:
-                items.append((param.label(name), value, annotation))
+            found = self.checks.get(param.name)
+            if found is not None:
+                items.append((param.label(name), value, found))
+        for name, item in self._bound_keywords:
+            if name not in kwargs:  # the partial's keyword, not overridden by the call
+                items.append(item)
         return items
 
-    def _extra(self, i: int) -> tuple[str, Any]:
-        """The label and annotation of the extra positional argument `i` (`*args`)."""
+    def _extra(self, i: int) -> tuple[str, _Check | None]:
+        """The label and check of the extra positional argument `i` (`*args`)."""
         param = self.spec.var_positional
         assert param is not None  # the call was bound before: it has a `*args` parameter
-        return param.label(i), self.annotations.get(param.name)
+        return param.label(i), self.checks.get(param.name)
 
-    def _check_arguments(self, items: list[tuple[str, Any, Any]]) -> None:
-        for label, value, annotation in items:
-            try:
-                typeguard.check_type(value, annotation)
-            except typeguard.TypeCheckError as e:
-                raise _fail(self.fn, f"argument `{label}`", value, annotation, e) from None
+    def _check_arguments(self, items: list[tuple[str, Any, _Check]]) -> None:
+        for label, value, found in items:
+            error = found.fails(value)
+            if error is not None:
+                what = f"argument `{label}`"
+                if found.by_partial:
+                    what += " (bound by `functools.partial`)"
+                raise _fail(self.spec, what, value, found, error)
 
     def _check_result(self, result: Any) -> None:
-        if self.return_annotation is not None:
-            try:
-                typeguard.check_type(result, self.return_annotation)
-            except typeguard.TypeCheckError as e:
-                raise _fail(
-                    self.fn, "the return value", result, self.return_annotation, e
-                ) from None
+        found = self.return_check
+        if found is not None:
+            error = found.fails(result)
+            if error is not None:
+                raise _fail(self.spec, "the return value", result, found, error)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         items = self._items(args, kwargs)
-        with jaxtyping.jaxtyped("context"):
+        push_scope()
+        try:
             self._check_arguments(items)
+            record(self.spec)  # the first check of a new call signature: its bindings
             result = self.fn(*args, **kwargs)
             self._check_result(result)
+        finally:
+            pop_scope()
         return result
+
+
+def _bound_by_partial(
+    spec: CallSpec, target: Any, globalns: dict[str, Any], memo: CheckMemo
+) -> tuple[list[tuple[str, Any, _Check]], list[tuple[str, tuple[str, Any, _Check]]]]:
+    """The arguments a `functools.partial` binds that have annotations: its positional ones
+    (checked on every call) and its keywords (checked where a call does not override them)."""
+    fn = spec.fn
+    if not isinstance(fn, functools.partial):
+        return [], []
+    try:
+        bound = inspect.signature(fn.func).bind_partial(*fn.args, **fn.keywords).arguments
+    except (TypeError, ValueError):
+        return [], []
+    raw = getattr(target, "__annotations__", None) or {}
+    reader = AnnotationReader(None)
+    positional, keywords = [], []
+    for name, value in bound.items():
+        if name not in raw:
+            continue
+        annotation = spec.annotations.get(name)
+        if annotation is None:
+            try:
+                annotation = reader.resolve(raw[name], globalns)
+            except Exception as e:  # noqa: BLE001 - NameError, SyntaxError...
+                raise RankSpecError(
+                    f"{fn_label(fn)}: cannot resolve the annotation of `{name}`, bound by "
+                    f"`functools.partial` ({type(e).__name__}: {e}), so it cannot be checked. "
+                    "Define the names it uses at module level, or decorate with `check=False`."
+                ) from None
+        item = (name, value, _Check(annotation, annotation, memo, by_partial=True))
+        if name in fn.keywords:
+            keywords.append((name, item))
+        else:
+            positional.append(item)
+    return positional, keywords
 
 
 Invoke = Callable[[tuple[Any, ...], dict[str, Any]], Any]
@@ -187,6 +278,16 @@ def invoker(spec: CallSpec, check: bool) -> Invoke:
     else:
         fn = spec.fn
         call = lambda args, kwargs: fn(*args, **kwargs)
+    return _with_outputs(spec, call)
+
+
+def remembered_invoker(spec: CallSpec) -> Callable[[Bindings], Invoke]:
+    """For a checked function: the callback of a call whose signature passed its checks before,
+    given the dim sizes that check bound. It runs unchecked in a memo scope holding them."""
+    return lambda bindings: _with_outputs(spec, InScope(spec.fn, bindings))
+
+
+def _with_outputs(spec: CallSpec, call: Invoke) -> Invoke:
     if spec.core is not None and spec.core.outputs is not None:
         return OutputChecker(spec, call)
     return call

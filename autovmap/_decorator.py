@@ -13,9 +13,9 @@ from typing import Any, ParamSpec
 import jax
 from jax.sharding import PartitionSpec
 
-from ._annotations import AnnotationReader, batched_annotation, caller_frame, contains_jaxtyping
+from ._annotations import AnnotationReader, batched_annotation, caller_frame
 from ._bind import BoundCall, bind, explain_failure, shape_of
-from ._check import Invoke, call_signature, check_core_dims, invoker
+from ._check import Invoke, check_core_dims, invoker, remembered_invoker
 from ._describe import Plan, broadcast_error, describe, fmt_shape, rank_too_large
 from ._errors import (
     AnnotationCheckError,
@@ -29,9 +29,11 @@ from ._errors import (
     value_label,
 )
 from ._plan import BoundedCache, IncompatibleBatchShapes, VmapPlan, plan_for
+from ._remember import Bindings, call_key, start_recording, stop_recording
 from ._route import choose_route
 from ._run import run_named_unbatched, run_plan
 from ._spec import CallSpec, explicit_ranks, read_spec
+from ._typecheck import needs_check
 
 hide_from_tracebacks(__file__)
 
@@ -50,20 +52,27 @@ class BatchedCall:
     spec: CallSpec
     options: Options  # `check` is on only where there are jaxtyping annotations to check
     invoke: Invoke = dataclasses.field(repr=False)  # calls the function, checking if asked
-    # With checks on: the function unchecked, for calls whose signature passed before.
-    unchecked: Invoke | None = dataclasses.field(default=None, repr=False)
+    # With checks on: the callback of a call whose signature passed before, from the dim sizes
+    # its check bound (`remembered_invoker`); those callbacks are remembered per signature.
+    remembered: Callable[[Bindings], Invoke] | None = dataclasses.field(default=None, repr=False)
     passed: BoundedCache = dataclasses.field(default_factory=lambda: BoundedCache(256), repr=False)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        if self.unchecked is None:
+        if self.remembered is None:
             return self._call(self.invoke, args, kwargs)
-        # A call's checks depend only on its signature (see `call_signature`): checked once.
-        key = call_signature(args, kwargs)
-        if key is not None and self.passed.get(key):
-            return self._call(self.unchecked, args, kwargs)
-        result = self._call(self.invoke, args, kwargs)
+        # A call's checks depend only on what they read of it (`call_key`): checked once.
+        key = call_key(args, kwargs)
         if key is not None:
-            self.passed.put(key, True)
+            invoke = self.passed.get(key)
+            if invoke is not None:
+                return self._call(invoke, args, kwargs)
+        seen, token = start_recording(self.spec)
+        try:
+            result = self._call(self.invoke, args, kwargs)
+        finally:
+            stop_recording(token)
+        if key is not None and seen and seen[0] is not None:
+            self.passed.put(key, self.remembered(seen[0]))
         return result
 
     def _call(self, invoke: Invoke, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -95,7 +104,8 @@ class BatchedCall:
                 spmd_axis_name=options.spmd_axis_name,
             )
         except AnnotationCheckError as e:
-            if getattr(e, "showed_shape", False):
+            # Only the call whose check failed says its batch shape (not the calls around it).
+            if getattr(e, "showed_shape", False) and getattr(e, "checked_by", None) is self.spec:
                 e.add_note(
                     f"The call has batch shape {fmt_shape(plan.batch_shape)}; the shape above is "
                     "of one example."
@@ -282,7 +292,7 @@ class AutoVmap:
                 f"of `auto_vmap`, so `auto_vmap({clash[0]}=...)` is ambiguous. To rank the "
                 "parameter, give its rank positionally; to set the option, rename the parameter."
             )
-        if options.check and not any(map(contains_jaxtyping, spec.annotations.values())):
+        if options.check and not any(map(needs_check, spec.annotations.values())):
             options = dataclasses.replace(options, check=False)  # nothing to check
         if not spec.any_ranked:
             warnings.warn(
@@ -294,8 +304,8 @@ class AutoVmap:
             )
             if not options.check and options.axis_name is None:  # behave as undecorated
                 return fn
-        unchecked = invoker(spec, check=False) if options.check else None
-        return _wrapper(BatchedCall(spec, options, invoker(spec, options.check), unchecked))
+        remembered = remembered_invoker(spec) if options.check else None
+        return _wrapper(BatchedCall(spec, options, invoker(spec, options.check), remembered))
 
 
 def _wrapper(call: BatchedCall) -> Callable[..., Any]:

@@ -95,6 +95,7 @@ def workloads(quick: bool) -> list[tuple[str, float, list[Contender]]]:
             ],
         ),
     ]
+    found.append(first_seen_checked_call())
     leaves = 512 if quick else 4096
     tree = {f"w{i:04d}": jnp.full((2, 4, 3), float(i)) for i in range(leaves)}
     nested = jax.vmap(jax.vmap(concat))
@@ -192,6 +193,32 @@ def compiles_per_new_shape() -> str:
             _block(f(x))
             parts.append(f"{k} dims {name} {count[0]}")
     return "XLA compilations per call on a new batch shape: " + ", ".join(parts)
+
+
+def first_seen_checked_call() -> tuple[str, float, list[Contender]]:
+    """A checked call whose signature was not seen before (the remembered outcomes are
+    forgotten before each call), against `jaxtyped(typechecker=beartype)` on the same function:
+    the cost of the checks themselves."""
+    from beartype import beartype  # noqa: PLC0415 - only this row needs it
+    from jaxtyping import jaxtyped  # noqa: PLC0415
+
+    s, v, m = jnp.float32(2.0), jnp.ones(3), jnp.eye(3)
+    by_beartype = jaxtyped(typechecker=beartype)(quad_typed)
+    checked = auto_vmap(quad_typed)
+    remembered = checked.__autovmap__.passed
+
+    def first_seen() -> Any:
+        remembered._entries.clear()  # as if this signature had never been seen
+        return _block(checked(s, v, m))
+
+    return (
+        "no batch dims, quad annotated, signature not seen before",
+        1.0,
+        [
+            Contender("jaxtyped(beartype) (reference)", loop(lambda: _block(by_beartype(s, v, m)))),
+            Contender("auto_vmap (checks)", loop(first_seen)),
+        ],
+    )
 
 
 def check_results() -> None:
