@@ -63,10 +63,14 @@ class RankedArgument:
         return self.param.label(self.key)
 
     def rebuild(self, leaves: list[Any]) -> Any:
+        if self.unflatten is None:  # the value is its own single, ranked leaf
+            return leaves[self.start]
+        if len(self.slots) == len(self.flat):  # every leaf is ranked: a slice, in order
+            return self.unflatten(leaves[self.start : self.start + len(self.slots)])
         flat = list(self.flat)
         for i, slot in enumerate(self.slots):
             flat[slot] = leaves[self.start + i]
-        return flat[0] if self.unflatten is None else self.unflatten(flat)
+        return self.unflatten(flat)
 
     def leaf_labels(self) -> list[str]:
         """The label and pytree path of each ranked leaf; only computed for messages."""
@@ -99,11 +103,15 @@ class BoundCall:
     arguments: list[RankedArgument]
     leaves: list[Any]  # the ranked array leaves, in argument order
     ranks: list[int]  # the rank of each
+    # Per ranked leaf, `shape[:ndim - rank]`, read in the same walk as the leaves; `()` for a
+    # leaf whose ndim is below its rank, the first of which is `short` (`None`: none is).
+    batch_shapes: list[Shape]
+    short: int | None
 
     def rebuild(self, leaves: list[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The call's arguments with the ranked leaves replaced by `leaves`."""
         args = list(self.args)
-        kwargs = dict(self.kwargs)
+        kwargs = dict(self.kwargs) if self.kwargs else {}
         for argument in self.arguments:
             value = argument.rebuild(leaves)
             if isinstance(argument.key, int):
@@ -118,18 +126,15 @@ class BoundCall:
 
 def _flatten(
     spec: CallSpec, key: int | str, value: Any, param: ParamRank
-) -> tuple[list[Any], list[int | None], Callable[[list[Any]], Any] | None]:
-    """Every leaf of one argument with its rank, and how to put the leaves back together."""
+) -> tuple[list[Any], int | list[int | None], Callable[[list[Any]], Any] | None]:
+    """Every leaf of one argument with its rank (one int when every leaf has it), and how to
+    put the leaves back together."""
     rank = param.rank
     if isinstance(rank, int):
         if isinstance(value, (jax.Array, np.ndarray)) or isinstance(value, PYTHON_SCALARS):
-            return [value], [rank], None  # the common case, without tree_flatten
+            return [value], rank, None  # the common case, without tree_flatten
         leaves, treedef = jax.tree_util.tree_flatten(value)
-        return (
-            leaves,
-            [rank] * len(leaves),
-            functools.partial(jax.tree_util.tree_unflatten, treedef),
-        )
+        return leaves, rank, functools.partial(jax.tree_util.tree_unflatten, treedef)
     if isinstance(rank, (FieldRanks, EachRank)):
         with_paths, treedef = jax.tree_util.tree_flatten_with_path(value)
         if isinstance(rank, FieldRanks) and len(with_paths) == 1 and isinstance(value, rank.cls):
@@ -250,18 +255,96 @@ def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bound
     arguments = []
     leaves: list[Any] = []
     ranks: list[int] = []
+    batch_shapes: list[Shape] = []
+    short = None
     for key, value, param in found:
         flat, flat_ranks, unflatten = _flatten(spec, key, value, param)
-        slots = []
-        for slot, (leaf, rank) in enumerate(zip(flat, flat_ranks)):
-            if rank is not None and shape_of(leaf) is not None:
+        start = len(leaves)
+        if isinstance(flat_ranks, int) and _all_arrays(flat):
+            # One rank for every leaf, each a JAX array (the common pytree): whole-list steps.
+            rank = flat_ranks
+            shapes = [leaf.shape for leaf in flat]
+            slots = list(range(len(flat)))
+            leaves += flat
+            ranks += [rank] * len(flat)
+            batch_shapes += [shape[: len(shape) - rank] for shape in shapes]
+            if short is None and rank and shapes and min(map(len, shapes)) < rank:
+                short = start + [len(shape) < rank for shape in shapes].index(True)
+        else:
+            if isinstance(flat_ranks, int):
+                flat_ranks = [flat_ranks] * len(flat)
+            slots = []
+            for slot, (leaf, rank) in enumerate(zip(flat, flat_ranks)):
+                if rank is None:
+                    continue
+                shape = shape_of(leaf)
+                if shape is None:
+                    continue
                 slots.append(slot)
+                if len(shape) < rank and short is None:
+                    short = len(leaves)
                 leaves.append(leaf)
                 ranks.append(rank)
-        if not slots and param.source == "explicit" and any(r is not None for r in flat_ranks):
-            raise _refuse_no_arrays(spec, key, value, param)
+                batch_shapes.append(shape[: len(shape) - rank] if len(shape) >= rank else ())
+            if not slots and param.source == "explicit" and any(r is not None for r in flat_ranks):
+                raise _refuse_no_arrays(spec, key, value, param)
         if slots:
-            arguments.append(
-                RankedArgument(key, param, value, flat, slots, len(leaves) - len(slots), unflatten)
-            )
-    return BoundCall(args, kwargs, arguments, leaves, ranks)
+            arguments.append(RankedArgument(key, param, value, flat, slots, start, unflatten))
+    return BoundCall(args, kwargs, arguments, leaves, ranks, batch_shapes, short)
+
+
+_ARRAY_TYPES: dict[type, bool] = {}  # per leaf type: is it a `jax.Array` (tracers included)?
+
+
+def _all_arrays(flat: list[Any]) -> bool:
+    """Whether every leaf is a JAX array, by type, with one cached lookup per distinct type."""
+    for t in set(map(type, flat)):
+        known = _ARRAY_TYPES.get(t)
+        if known is None:
+            known = _ARRAY_TYPES.setdefault(t, issubclass(t, jax.Array))
+        if not known:
+            return False
+    return True
+
+
+def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BoundCall | None:
+    """`bind`, in one walk of the arguments, or `None` for a call that certainly needs no
+    batching and no conversion: every positional argument given and nothing else, each `None`,
+    unranked, or a JAX array of exactly its rank (the call then runs as it is).
+
+    A call giving exactly the positional arguments of a function whose ranks are all ints (or
+    `None`) is walked here; anything else (keywords, pytrees, NumPy arrays, Python scalars, a
+    leaf below its rank) by `bind`, which also explains what does not fit."""
+    plain = spec.plain_ranks
+    if plain is None or kwargs or len(args) != len(plain):
+        return bind(spec, args, kwargs)
+    keys = []
+    leaves = []
+    ranks = []
+    batch_shapes = []
+    batched = False
+    for i, rank in enumerate(plain):
+        if rank is None:
+            continue
+        value = args[i]
+        if value is None:
+            continue
+        if not isinstance(value, jax.Array):
+            return bind(spec, args, kwargs)
+        shape = value.shape
+        if len(shape) != rank:
+            if len(shape) < rank:
+                return bind(spec, args, kwargs)
+            batched = True
+        keys.append(i)
+        leaves.append(value)
+        ranks.append(rank)
+        batch_shapes.append(shape[: len(shape) - rank])
+    if not batched:
+        return None
+    positional = spec.positional
+    arguments = [
+        RankedArgument(i, positional[i], leaf, [leaf], [0], start, None)
+        for start, (i, leaf) in enumerate(zip(keys, leaves))
+    ]
+    return BoundCall(args, kwargs, arguments, leaves, ranks, batch_shapes, None)

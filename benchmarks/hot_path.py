@@ -1,18 +1,24 @@
 """The per-call cost of `auto_vmap` on small eager calls, beside the targets it is held to.
 
-    python benchmarks/hot_path.py            # about a minute on 2 cores
-    python benchmarks/hot_path.py --quick    # smoke run
+    python benchmarks/hot_path.py                  # a few minutes on 2 cores
+    python benchmarks/hot_path.py --quick          # smoke run
+    python benchmarks/hot_path.py --match pytree   # only the workloads whose name has "pytree"
 
 Each workload times `auto_vmap` against the hand-written alternative in one process,
-interleaved (see `_timing.compare`); the table gives the median ratio and the target. These
-are measurements, not tests: nothing asserts a time.
+interleaved (see `_timing.compare`); the table gives the median ratio, the target and whether
+it is met. These are measurements, not tests: nothing asserts a time.
+
+To add a workload, write a function `(quick) -> list[Workload]` decorated with `@workload`:
+it is run in the order of definition, and its rows land in the same table.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import pathlib
 import sys
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -23,11 +29,35 @@ import numpy as np
 from _timing import Contender, compare, format_seconds, loop
 from jaxtyping import Array, Float
 
-from autovmap import auto_vmap
+from autovmap import auto_vmap, vectorize
+
+
+@dataclasses.dataclass
+class Workload:
+    """One row group of the table: a reference and the contenders timed against it, each with
+    its target ratio (`None`: shown for information, no target)."""
+
+    name: str
+    reference: Contender
+    timed: list[tuple[Contender, float | None]]
+
+
+WORKLOADS: list[Callable[[bool], list[Workload]]] = []
+
+
+def workload(build: Callable[[bool], list[Workload]]) -> Callable[[bool], list[Workload]]:
+    """Register a builder of workloads (called with `quick`)."""
+    WORKLOADS.append(build)
+    return build
 
 
 def _block(x: Any) -> Any:
     return jax.block_until_ready(x)
+
+
+def timed(name: str, fn: Callable[[], Any]) -> Contender:
+    """A contender timing `fn()` (results blocked on)."""
+    return Contender(name, loop(lambda: _block(fn())))
 
 
 def tiny(x):
@@ -48,67 +78,129 @@ def concat(tree):
     return jax.lax.concatenate(jax.tree.leaves(tree), 0)
 
 
-def workloads(quick: bool) -> list[tuple[str, float, list[Contender]]]:
-    """(name, target ratio, contenders): the first contender is the reference."""
-    x8 = jnp.ones((8, 3))
-    x1 = jnp.ones(3)
+X8 = jnp.ones((8, 3))  # a tiny batch
+X1 = jnp.ones(3)  # one example
+
+
+@workload
+def tiny_batched(quick: bool) -> list[Workload]:
+    """Batch (8,) of a one-op function: every rank source, and the checked call."""
     hand = jax.vmap(tiny)
-    flat_tiny = jax.vmap(tiny)
     hand_typed = jax.vmap(tiny_typed)
+    explicit = auto_vmap(x=1)(tiny)
+    by_signature = auto_vmap(signature="(n)->(n)")(tiny)
+    vectorized = vectorize(tiny, signature="(n)->(n)")
+    jnp_vectorized = jnp.vectorize(tiny, signature="(n)->(n)")
     checked = auto_vmap(tiny_typed)
     unchecked = auto_vmap(check=False)(tiny_typed)
-    explicit = auto_vmap(x=1)(tiny)
-    checked_quad = auto_vmap(quad_typed)
-    s, m = jnp.float32(2.0), jnp.eye(3)
-    found: list[tuple[str, float, list[Contender]]] = [
-        (
+    reference = timed("jax.vmap (reference)", lambda: hand(X8))
+    return [
+        Workload(
             "batch (8,), one lax op, explicit ranks",
-            1.06,
+            reference,
+            [(timed("auto_vmap(x=1)", lambda: explicit(X8)), 1.06)],
+        ),
+        Workload(
+            "batch (8,), one lax op, signature=",
+            reference,
+            [(timed("auto_vmap(signature=...)", lambda: by_signature(X8)), 1.06)],
+        ),
+        Workload(
+            "batch (8,), one lax op, vectorize",
+            reference,
             [
-                Contender("jax.vmap (reference)", loop(lambda: _block(hand(x8)))),
-                Contender("auto_vmap(x=1)", loop(lambda: _block(explicit(x8)))),
+                (timed("autovmap.vectorize", lambda: vectorized(X8)), 1.06),
+                (timed("jnp.vectorize", lambda: jnp_vectorized(X8)), None),
             ],
         ),
-        (
-            "batch (8,), annotated, check=True",
-            1.06,
+        Workload(
+            "batch (8,), annotated, check=True (signature seen before)",
+            timed("jax.vmap (reference)", lambda: hand_typed(X8)),
             [
-                Contender("jax.vmap (reference)", loop(lambda: _block(hand_typed(x8)))),
-                Contender("auto_vmap (checks)", loop(lambda: _block(checked(x8)))),
-                Contender("auto_vmap(check=False)", loop(lambda: _block(unchecked(x8)))),
-            ],
-        ),
-        (
-            "no batch dims, quad annotated, check=True",
-            1.15,
-            [
-                Contender("undecorated (reference)", loop(lambda: _block(quad_typed(s, x1, m)))),
-                Contender("auto_vmap (checks)", loop(lambda: _block(checked_quad(s, x1, m)))),
-            ],
-        ),
-        (
-            "no batch dims, one lax op, annotated, check=True",
-            1.15,
-            [
-                Contender("undecorated (reference)", loop(lambda: _block(tiny_typed(x1)))),
-                Contender("auto_vmap (checks)", loop(lambda: _block(checked(x1)))),
+                (timed("auto_vmap (checks)", lambda: checked(X8)), 1.06),
+                (timed("auto_vmap(check=False)", lambda: unchecked(X8)), 1.06),
             ],
         ),
     ]
+
+
+@workload
+def unbatched(quick: bool) -> list[Workload]:
+    """No batch dims: the decorator's cost on a call that needs no `jax.vmap`."""
+    explicit = auto_vmap(x=1)(tiny)
+    by_signature = auto_vmap(signature="(n)->(n)")(tiny)
+    vectorized = vectorize(tiny, signature="(n)->(n)")
+    jnp_vectorized = jnp.vectorize(tiny, signature="(n)->(n)")
+    checked = auto_vmap(tiny_typed)
+    checked_quad = auto_vmap(quad_typed)
+    s, m = jnp.float32(2.0), jnp.eye(3)
+    reference = timed("undecorated (reference)", lambda: tiny(X1))
+    return [
+        Workload(
+            "no batch dims, one lax op, explicit ranks",
+            reference,
+            [(timed("auto_vmap(x=1)", lambda: explicit(X1)), 1.15)],
+        ),
+        Workload(
+            "no batch dims, one lax op, signature=",
+            reference,
+            [(timed("auto_vmap(signature=...)", lambda: by_signature(X1)), 1.15)],
+        ),
+        Workload(
+            "no batch dims, one lax op, vectorize",
+            reference,
+            [
+                (timed("autovmap.vectorize", lambda: vectorized(X1)), 1.15),
+                (timed("jnp.vectorize", lambda: jnp_vectorized(X1)), None),
+            ],
+        ),
+        Workload(
+            "no batch dims, one lax op, annotated, check=True",
+            timed("undecorated (reference)", lambda: tiny_typed(X1)),
+            [(timed("auto_vmap (checks)", lambda: checked(X1)), 1.15)],
+        ),
+        Workload(
+            "no batch dims, quad annotated, check=True",
+            timed("undecorated (reference)", lambda: quad_typed(s, X1, m)),
+            [(timed("auto_vmap (checks)", lambda: checked_quad(s, X1, m)), 1.15)],
+        ),
+    ]
+
+
+@workload
+def pytrees(quick: bool) -> list[Workload]:
+    """A dict of arrays ranked by one int: the per-leaf cost."""
+    found = []
+    by_rank = auto_vmap(tree=1)(concat)
+    hand = jax.vmap(concat)
+    for leaves in (1, 64, 512) if quick else (1, 64, 1024, 4096):
+        tree = {f"w{i:04d}": jnp.full((8, 3), float(i)) for i in range(leaves)}
+        found.append(
+            Workload(
+                f"pytree of {leaves} leaves, batch (8,)",
+                timed("jax.vmap (reference)", lambda tree=tree: hand(tree)),
+                [(timed("auto_vmap(tree=1)", lambda tree=tree: by_rank(tree)), 1.03)],
+            )
+        )
     leaves = 512 if quick else 4096
     tree = {f"w{i:04d}": jnp.full((2, 4, 3), float(i)) for i in range(leaves)}
     nested = jax.vmap(jax.vmap(concat))
-    by_rank = auto_vmap(tree=1)(concat)
     found.append(
-        (
+        Workload(
             f"pytree of {leaves} leaves, batch (2, 4)",
-            1.0,
-            [
-                Contender("jax.vmap nested (reference)", loop(lambda: _block(nested(tree)))),
-                Contender("auto_vmap(tree=1)", loop(lambda: _block(by_rank(tree)))),
-            ],
+            timed("jax.vmap nested (reference)", lambda: nested(tree)),
+            [(timed("auto_vmap(tree=1)", lambda: by_rank(tree)), 1.0)],
         )
     )
+    return found
+
+
+@workload
+def batch_ranks(quick: bool) -> list[Workload]:
+    """Many batch dims: eager cost is flat in the batch rank."""
+    flat_tiny = jax.vmap(tiny)
+    explicit = auto_vmap(x=1)(tiny)
+    found = []
     for k in (1, 8, 16):
         shape = (2,) * k
         xs = jnp.ones((*shape, 3))
@@ -117,15 +209,10 @@ def workloads(quick: bool) -> list[tuple[str, float, list[Contender]]]:
             return flat_tiny(xs.reshape(-1, 3)).reshape(*shape, 3)
 
         found.append(
-            (
+            Workload(
                 f"{k} batch dims {shape if k < 4 else f'(2,)*{k}'}",
-                1.1,
-                [
-                    Contender(
-                        "jax.vmap, flattened (reference)", loop(lambda f=flattened: _block(f()))
-                    ),
-                    Contender("auto_vmap(x=1)", loop(lambda xs=xs: _block(explicit(xs)))),
-                ],
+                timed("jax.vmap, flattened (reference)", flattened),
+                [(timed("auto_vmap(x=1)", lambda xs=xs: explicit(xs)), 1.1)],
             )
         )
     return found
@@ -135,28 +222,41 @@ def check_results() -> None:
     """Nothing is timed unless the decorated functions compute what the reference computes."""
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 3)), jnp.float32)
     expected = np.sin(np.asarray(x))
-    for f in (auto_vmap(x=1)(tiny), auto_vmap(tiny_typed), auto_vmap(check=False)(tiny_typed)):
+    for f in (
+        auto_vmap(x=1)(tiny),
+        auto_vmap(signature="(n)->(n)")(tiny),
+        vectorize(tiny, signature="(n)->(n)"),
+        auto_vmap(tiny_typed),
+        auto_vmap(check=False)(tiny_typed),
+    ):
         np.testing.assert_allclose(f(x), expected, rtol=1e-6)
+        np.testing.assert_allclose(f(x[0, 0]), expected[0, 0], rtol=1e-6)
+    tree = {f"w{i}": x[0] + i for i in range(3)}
+    np.testing.assert_allclose(auto_vmap(tree=1)(concat)(tree), jax.vmap(concat)(tree))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--match", default="", help="only workloads whose name contains this")
     args = parser.parse_args(argv)
-    found = workloads(args.quick)
     check_results()
+    found = [w for build in WORKLOADS for w in build(args.quick) if args.match in w.name]
     reps, target_s = (5, 0.02) if args.quick else (15, 0.05)
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}; {reps} blocks per workload\n")
-    print("| workload | contender | median | ratio | target |")
-    print("|---|---|---:|---:|---:|")
-    for name, target, contenders in found:
+    print("| workload | contender | median | ratio | target | met? |")
+    print("|---|---|---:|---:|---:|:-:|")
+    for w in found:
         jax.clear_caches()
-        for row in compare(name, contenders, reps=reps, target_s=target_s):
+        contenders = [w.reference, *(c for c, _ in w.timed)]
+        targets = {c.name: target for c, target in w.timed}
+        for row in compare(w.name, contenders, reps=reps, target_s=target_s):
+            target = targets.get(row.contender)
             ratio = "—" if row.ratio is None else f"{row.ratio:.2f}"
-            is_ref = row.contender == contenders[0].name
+            met = "" if target is None or row.ratio is None else "yes" if row.ratio <= target else "NO"
             print(
-                f"| {name} | {row.contender} | {format_seconds(row.median_s)} | {ratio} "
-                f"| {'' if is_ref else f'≤ {target:.2f}'} |",
+                f"| {w.name} | {row.contender} | {format_seconds(row.median_s)} | {ratio} "
+                f"| {'' if target is None else f'≤ {target:.2f}'} | {met} |",
                 flush=True,
             )
 
