@@ -253,7 +253,9 @@ def main(argv: list[str] | None = None) -> None:
         for row in compare(w.name, contenders, reps=reps, target_s=target_s):
             target = targets.get(row.contender)
             ratio = "—" if row.ratio is None else f"{row.ratio:.2f}"
-            met = "" if target is None or row.ratio is None else "yes" if row.ratio <= target else "NO"
+            met = ""
+            if target is not None and row.ratio is not None:
+                met = "yes" if row.ratio <= target else "NO"
             print(
                 f"| {w.name} | {row.contender} | {format_seconds(row.median_s)} | {ratio} "
                 f"| {'' if target is None else f'≤ {target:.2f}'} | {met} |",
