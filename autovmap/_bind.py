@@ -267,9 +267,14 @@ def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bound
             slots = list(range(len(flat)))
             leaves += flat
             ranks += [rank] * len(flat)
-            batch_shapes += [shape[: len(shape) - rank] for shape in shapes]
-            if short is None and rank and shapes and min(map(len, shapes)) < rank:
-                short = start + [len(shape) < rank for shape in shapes].index(True)
+            if not rank:
+                batch_shapes += shapes
+            elif not shapes or min(map(len, shapes)) >= rank:
+                batch_shapes += [shape[:-rank] for shape in shapes]
+            else:  # a leaf below its rank: `plan` reports the first
+                batch_shapes += [shape[: max(len(shape) - rank, 0)] for shape in shapes]
+                if short is None:
+                    short = start + [len(shape) < rank for shape in shapes].index(True)
         else:
             if isinstance(flat_ranks, int):
                 flat_ranks = [flat_ranks] * len(flat)
@@ -321,26 +326,39 @@ def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     plain = spec.plain_ranks
     if plain is None or kwargs or len(args) != len(plain):
         return bind(spec, args, kwargs)
-    found = []  # (position, array, rank, number of batch dims) of each ranked array
-    batched = False
+    # Unbatched calls cost only this loop: nothing is collected until a leaf needs more.
     for i, (value, rank) in enumerate(zip(args, plain)):
         if rank is None or value is None:
             continue
-        is_array = _ARRAY_TYPES.get(type(value))  # `_is_array_type`, inlined: the hot loop
-        if not (is_array or (is_array is None and _is_array_type(type(value)))):
-            return bind(spec, args, kwargs)
-        extra = len(value.shape) - rank
-        if extra:
-            if extra < 0:
-                return bind(spec, args, kwargs)
-            batched = True
+        if _ARRAY_TYPES.get(type(value)) and len(value.shape) == rank:
+            continue  # a JAX array of exactly its rank (`_is_array_type`, inlined)
+        return _bind_plain(spec, args, plain, i)
+    return None
+
+
+def _bind_plain(
+    spec: CallSpec, args: tuple[Any, ...], plain: tuple[int | None, ...], first: int
+) -> BoundCall | None:
+    """`bind_call` from the first argument that is not a JAX array of exactly its rank on
+    (those before it are: their batch shape is `()`)."""
+    found = [(i, args[i], plain[i], 0) for i in range(first) if plain[i] is not None]
+    found = [entry for entry in found if entry[1] is not None]
+    for i in range(first, len(args)):
+        value, rank = args[i], plain[i]
+        if rank is None or value is None:
+            continue
+        if not _is_array_type(type(value)):
+            return bind(spec, args, {})  # NumPy arrays, Python scalars, pytrees
+        extra = len(value.shape) - rank  # the number of batch dims
+        if extra < 0:
+            return bind(spec, args, {})  # below its rank: `bind` and `plan` explain
         found.append((i, value, rank, extra))
-    if not batched:
-        return None
+    if not any(extra for _, _, _, extra in found):
+        return None  # a JAX array type seen for the first time
     positional = spec.positional
     return BoundCall(
         args,
-        kwargs,
+        {},
         [
             RankedArgument(i, positional[i], leaf, [leaf], [0], start, None)
             for start, (i, leaf, _, _) in enumerate(found)

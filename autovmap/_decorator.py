@@ -63,14 +63,14 @@ class BatchedCall:
         return result
 
     def _call(self, invoke: Invoke, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        spec = self.spec
+        bound = bind_call(spec, args, kwargs)
         options = self.options
         named = options.axis_name is not None
-        bound = bind_call(self.spec, args, kwargs)
         if bound is None:  # every ranked argument a JAX array of exactly its rank
-            core = self.spec.core
-            if not named and (core is None or core.sizes(args) is not None):
+            if not named and (spec.core is None or spec.core.sizes(args) is not None):
                 return invoke(args, kwargs)
-            bound = bind(self.spec, args, kwargs)  # named dims that differ: explained below
+            bound = bind(spec, args, kwargs)  # named dims that differ: explained below
         plan = self.plan(bound)
         if plan is None:  # no batch dims: one call, with the ranked leaves as JAX arrays
             if all(isinstance(leaf, jax.Array) for leaf in bound.leaves):
