@@ -340,31 +340,31 @@ def _bind_plain(
     spec: CallSpec, args: tuple[Any, ...], plain: tuple[int | None, ...], first: int
 ) -> BoundCall | None:
     """`bind_call` from the first argument that is not a JAX array of exactly its rank on
-    (those before it are: their batch shape is `()`)."""
-    found = [(i, args[i], plain[i], 0) for i in range(first) if plain[i] is not None]
-    found = [entry for entry in found if entry[1] is not None]
-    for i in range(first, len(args)):
-        value, rank = args[i], plain[i]
+    (those before it are: their batch shape is `()`). One plain loop: on Python 3.11 every
+    comprehension costs a function call."""
+    arguments: list[RankedArgument] = []
+    leaves: list[Any] = []
+    ranks: list[int] = []
+    batch_shapes: list[Shape] = []
+    batched = False
+    positional = spec.positional
+    for i, (value, rank) in enumerate(zip(args, plain)):
         if rank is None or value is None:
             continue
-        if not _is_array_type(type(value)):
-            return bind(spec, args, {})  # NumPy arrays, Python scalars, pytrees
-        extra = len(value.shape) - rank  # the number of batch dims
-        if extra < 0:
-            return bind(spec, args, {})  # below its rank: `bind` and `plan` explain
-        found.append((i, value, rank, extra))
-    if not any(extra for _, _, _, extra in found):
+        if i < first:
+            batch_shape: Shape = ()
+        else:
+            if not _is_array_type(type(value)):
+                return bind(spec, args, {})  # NumPy arrays, Python scalars, pytrees
+            shape = value.shape
+            if len(shape) < rank:
+                return bind(spec, args, {})  # below its rank: `bind` and `plan` explain
+            batch_shape = shape[: len(shape) - rank]
+            batched = batched or len(shape) > rank
+        arguments.append(RankedArgument(i, positional[i], value, [value], [0], len(leaves), None))
+        leaves.append(value)
+        ranks.append(rank)
+        batch_shapes.append(batch_shape)
+    if not batched:
         return None  # a JAX array type seen for the first time
-    positional = spec.positional
-    return BoundCall(
-        args,
-        {},
-        [
-            RankedArgument(i, positional[i], leaf, [leaf], [0], start, None)
-            for start, (i, leaf, _, _) in enumerate(found)
-        ],
-        [leaf for _, leaf, _, _ in found],
-        [rank for _, _, rank, _ in found],
-        [leaf.shape[:extra] for _, leaf, _, extra in found],
-        None,
-    )
+    return BoundCall(args, {}, arguments, leaves, ranks, batch_shapes, None)
