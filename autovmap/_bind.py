@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,12 +26,16 @@ from ._spec import CallSpec, ParamRank, is_none
 hide_from_tracebacks(__file__)
 
 _P = inspect.Parameter
+_SHAPE = operator.attrgetter("shape")
 PYTHON_SCALARS = (bool, int, float, complex)
+_OWN_LEAVES = (np.ndarray, *PYTHON_SCALARS)  # besides JAX arrays: values that are one leaf
 
 
 def shape_of(leaf: Any) -> Shape | None:
     """The shape of an array-like leaf; `None` for leaves that are not arrays (strings, ...)."""
-    if isinstance(leaf, jax.Array):  # the common case first: this runs for every leaf
+    if _ARRAY_TYPES.get(type(leaf)):  # the common case first: this runs for every leaf
+        return leaf.shape
+    if isinstance(leaf, jax.Array):
         return leaf.shape
     if isinstance(leaf, (np.ndarray, np.generic)):
         return leaf.shape
@@ -131,7 +136,7 @@ def _flatten(
     put the leaves back together."""
     rank = param.rank
     if isinstance(rank, int):
-        if isinstance(value, (jax.Array, np.ndarray)) or isinstance(value, PYTHON_SCALARS):
+        if _is_array_type(type(value)) or isinstance(value, _OWN_LEAVES):
             return [value], rank, None  # the common case, without tree_flatten
         leaves, treedef = jax.tree_util.tree_flatten(value)
         return leaves, rank, functools.partial(jax.tree_util.tree_unflatten, treedef)
@@ -244,14 +249,16 @@ def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bound
             raise _binding_error(spec, args, kwargs)  # given both positionally and by keyword
         if keyword_param.rank is not None and value is not None:
             found.append((name, value, keyword_param))
-    missing_positional = spec.positional[len(args) : spec.required_positional]
-    for param in (*missing_positional, *spec.required_keyword_only):
-        if not _given(param, args, kwargs):
-            raise _binding_error(spec, args, kwargs)
-    defaults = [(p, d) for p, d in spec.keyword_defaults if not _given(p, args, kwargs)]
-    if defaults:
-        kwargs = {**kwargs, **{p.name: d for p, d in defaults}}
-        found.extend((p.name, d, p) for p, d in defaults)
+    if len(args) < spec.required_positional or spec.required_keyword_only:
+        missing_positional = spec.positional[len(args) : spec.required_positional]
+        for param in (*missing_positional, *spec.required_keyword_only):
+            if not _given(param, args, kwargs):
+                raise _binding_error(spec, args, kwargs)
+    if spec.keyword_defaults:
+        defaults = [(p, d) for p, d in spec.keyword_defaults if not _given(p, args, kwargs)]
+        if defaults:
+            kwargs = {**kwargs, **{p.name: d for p, d in defaults}}
+            found.extend((p.name, d, p) for p, d in defaults)
     arguments = []
     leaves: list[Any] = []
     ranks: list[int] = []
@@ -260,17 +267,17 @@ def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bound
     for key, value, param in found:
         flat, flat_ranks, unflatten = _flatten(spec, key, value, param)
         start = len(leaves)
-        if isinstance(flat_ranks, int) and _all_arrays(flat):
+        if isinstance(flat_ranks, int) and all_arrays(flat):
             # One rank for every leaf, each a JAX array (the common pytree): whole-list steps.
             rank = flat_ranks
-            shapes = [leaf.shape for leaf in flat]
+            shapes = list(map(_SHAPE, flat))  # `map`, not comprehensions: no call per list
             slots = list(range(len(flat)))
             leaves += flat
             ranks += [rank] * len(flat)
             if not rank:
                 batch_shapes += shapes
             elif not shapes or min(map(len, shapes)) >= rank:
-                batch_shapes += [shape[:-rank] for shape in shapes]
+                batch_shapes += map(operator.itemgetter(slice(-rank)), shapes)
             else:  # a leaf below its rank: `plan` reports the first
                 batch_shapes += [shape[: max(len(shape) - rank, 0)] for shape in shapes]
                 if short is None:
@@ -310,8 +317,10 @@ def _is_array_type(t: type) -> bool:
     return known
 
 
-def _all_arrays(flat: list[Any]) -> bool:
+def all_arrays(flat: list[Any]) -> bool:
     """Whether every leaf is a JAX array, with one type test per distinct type."""
+    if len(flat) == 1:
+        return _is_array_type(type(flat[0]))
     return all(map(_is_array_type, set(map(type, flat))))
 
 
@@ -330,8 +339,11 @@ def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     for i, (value, rank) in enumerate(zip(args, plain)):
         if rank is None or value is None:
             continue
-        if _ARRAY_TYPES.get(type(value)) and len(value.shape) == rank:
-            continue  # a JAX array of exactly its rank (`_is_array_type`, inlined)
+        is_array = _ARRAY_TYPES.get(type(value))  # `_is_array_type`, inlined
+        if is_array and len(value.shape) == rank:
+            continue  # a JAX array of exactly its rank
+        if is_array is False:
+            return bind(spec, args, kwargs)  # NumPy arrays, Python scalars, pytrees
         return _bind_plain(spec, args, plain, i)
     return None
 

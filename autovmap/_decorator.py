@@ -14,7 +14,7 @@ import jax
 from jax.sharding import PartitionSpec
 
 from ._annotations import AnnotationReader, batched_annotation, caller_frame, contains_jaxtyping
-from ._bind import BoundCall, bind, bind_call
+from ._bind import BoundCall, all_arrays, bind, bind_call
 from ._check import Invoke, call_signature, check_core_dims, invoker
 from ._describe import Plan, broadcast_error, describe, fmt_shape, rank_too_large
 from ._errors import (
@@ -73,7 +73,7 @@ class BatchedCall:
             bound = bind(spec, args, kwargs)  # named dims that differ: explained below
         plan = self.plan(bound)
         if plan is None:  # no batch dims: one call, with the ranked leaves as JAX arrays
-            if all(isinstance(leaf, jax.Array) for leaf in bound.leaves):
+            if all_arrays(bound.leaves):
                 args, kwargs = bound.args, bound.kwargs
             else:
                 args, kwargs = bound.rebuild([jax.numpy.asarray(x) for x in bound.leaves])
