@@ -106,7 +106,11 @@ class BatchedCall:
         errors, before any JAX work."""
         if bound.short is not None:
             raise rank_too_large(self.spec.fn, bound, bound.short)
-        check_core_dims(self.spec, bound)  # named core dims, before broadcasting the batch
+        core = self.spec.core
+        # Named core dims, before broadcasting the batch: read from the end of the shapes, so
+        # `core.sizes` answers for plain calls, batched or not; `check_core_dims` explains.
+        if core is not None and (bound.kwargs or core.sizes(bound.args) is None):
+            check_core_dims(self.spec, bound)
         if not any(bound.batch_shapes):
             return None
         try:

@@ -135,7 +135,7 @@ def test_the_fast_walk_binds_as_the_general_walk(fn: Any, ranks: Any, args: Any)
 def _outcome(fn: Any, *args: Any, **kwargs: Any) -> Any:
     try:
         return fn(*args, **kwargs)
-    except AutoVmapError as e:
+    except (AutoVmapError, TypeError, ValueError) as e:  # ours, or the function's own
         return type(e), str(e)
 
 
@@ -149,6 +149,10 @@ OUTCOMES = [
     (dict(s=0, v="n", m="n n"), (jnp.float32(2.0), ONES((4, 3)), ONES((2, 2)))),  # n differs
     (dict(s=0, v="n", m="n n"), (jnp.float32(2.0), ONES(3), ONES((2, 2)))),  # unbatched too
     (dict(s=0, v="n", m="n n"), (jnp.float32(2.0), ONES(3), ONES((3, 3)))),
+    (dict(s=0, v="n", m="n n"), (jnp.float32(2.0), ONES((4, 3)), ONES((3, 3)))),
+    (dict(s=0, v="n", m="n n"), (jnp.float32(2.0), ONES((4, 3)), ONES((4, 3, 2)))),
+    (dict(s=0, v="#n", m="n n"), (jnp.float32(2.0), ONES((4, 1)), ONES((3, 3)))),
+    (dict(s=0, v="3", m="n n"), (jnp.float32(2.0), ONES((4, 2)), ONES((2, 2)))),  # fixed 3
 ]
 
 
@@ -165,7 +169,9 @@ def test_a_call_by_position_and_by_keyword_give_the_same_outcome(ranks: Any, arg
 
 def test_signature_calls_take_the_same_outcome_by_position_and_by_keyword() -> None:
     f = auto_vmap(signature="(n),(n)->()")(lambda a, b: a @ b)
-    for a, b in [(ONES(3), ONES(3)), (ONES((4, 3)), ONES(3)), (ONES(3), ONES(2))]:
+    pairs = [(ONES(3), ONES(3)), (ONES((4, 3)), ONES(3)), (ONES(3), ONES(2))]
+    pairs += [(ONES((4, 3)), ONES((4, 2))), (ONES((4, 1, 3)), ONES((5, 3)))]
+    for a, b in pairs:
         by_position = _outcome(f, a, b)
         by_keyword = _outcome(f, a=a, b=b)
         if isinstance(by_position, tuple):
