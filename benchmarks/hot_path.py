@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> None:
             ratio = "—" if row.ratio is None else f"{row.ratio:.2f}"
             met = ""
             if target is not None and row.ratio is not None:
-                met = "yes" if row.ratio <= target else "NO"
+                met = "yes" if round(row.ratio, 2) <= target else "NO"  # as shown
             print(
                 f"| {w.name} | {row.contender} | {format_seconds(row.median_s)} | {ratio} "
                 f"| {'' if target is None else f'≤ {target:.2f}'} | {met} |",
