@@ -1,6 +1,6 @@
 """autovmap: make a JAX function written for single examples accept any leading batch dims."""
 
-import importlib.metadata
+from importlib.metadata import version as _installed_version
 
 from ._decorator import (
     AutoVmap as AutoVmap,
@@ -23,4 +23,5 @@ from ._errors import (
 )
 from ._vectorize import vectorize as vectorize
 
-__version__ = importlib.metadata.version("autovmap")
+__version__ = _installed_version("autovmap")
+del _installed_version  # the public namespace holds the API only

@@ -112,7 +112,11 @@ class NothingToBatchWarning(UserWarning):
 #
 # Each row matches on a bare type variable: given a function returning `Any`, mypy then sees
 # the same argument type in every row that matches, and takes the first (which keeps `Any`),
-# rather than calling the whole result `Any`. The rows that change the return type come in
+# rather than calling the whole result `Any`. Where a return type is expected (`return
+# auto_vmap(v=1)(f)`), the rows on `Callable[_P, ...]` take their parameters from it, the
+# argument types differ, and mypy alone does call the result `Any`: the plugin
+# (`autovmap._mypy_returns`) gives the first row's type, as it does for overloaded functions,
+# whose overloads it takes through the rows one by one. The rows that change the return type come in
 # three kinds, `staticmethod` first, as `staticmethod` objects are callable. pyright needs
 # those: mypy drops `staticmethod` and `classmethod` from a decorator list before applying the
 # rest.
@@ -131,8 +135,15 @@ class _Function(Protocol[_R_co]):
 
 # The leaves that a batched call turns into `jax.Array`s.
 _Scalar: TypeAlias = bool | int | float | complex | np.generic | np.ndarray[Any, Any]
+
+class _NamedTuple(Protocol):
+    """A `NamedTuple` (only they have `_asdict`): kept whole, as a dataclass is, not taken for
+    a tuple of scalars (its scalar fields are arrays when batched, which its type cannot say)."""
+
+    def _asdict(self) -> dict[str, Any]: ...
+
 # The return types that a batched call returns as they are.
-_Arrays: TypeAlias = Array | None | Sequence[Array] | Mapping[Any, Array]
+_Arrays: TypeAlias = Array | None | Sequence[Array] | Mapping[Any, Array] | _NamedTuple
 _Refused: TypeAlias = Coroutine[Any, Any, Any] | Iterator[Any] | AsyncIterator[Any]
 
 _KeptFunction = TypeVar(
@@ -348,8 +359,23 @@ class Plan:
 
 def plan(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Plan: ...
 
-# `vectorize(f)`, and `functools.partial(vectorize, signature=...)` as a decorator. Inputs are
-# converted with `jnp.asarray`, so a function returning a scalar returns an array when batched.
+# `vectorize(f)`, and `functools.partial(vectorize, signature=...)` as a decorator: the rows of
+# `AutoVmap.__call__` for functions and callable objects (a batched call returns the same
+# structure with an array at every leaf), with `vectorize`'s options.
+@overload
+def vectorize(
+    pyfunc: _KeptFunction,
+    *,
+    excluded: Collection[int | str] = ...,
+    signature: str | None = None,
+) -> _KeptFunction: ...
+@overload
+def vectorize(  # pyright: ignore[reportOverlappingOverload]
+    pyfunc: Callable[_P, _Kept],
+    *,
+    excluded: Collection[int | str] = ...,
+    signature: str | None = None,
+) -> Callable[_P, _Kept]: ...
 @overload
 def vectorize(
     pyfunc: Callable[_P, _Leaf],
@@ -359,6 +385,34 @@ def vectorize(
 ) -> Callable[_P, Array | _Leaf]: ...
 @overload
 def vectorize(
+    pyfunc: Callable[_P, _Tuple],
+    *,
+    excluded: Collection[int | str] = ...,
+    signature: str | None = None,
+) -> Callable[_P, _Tuple | tuple[Array, ...]]: ...
+@overload
+def vectorize(
+    pyfunc: Callable[_P, _Sequence],
+    *,
+    excluded: Collection[int | str] = ...,
+    signature: str | None = None,
+) -> Callable[_P, _Sequence | list[Array]]: ...
+@overload
+def vectorize(
+    pyfunc: Callable[_P, _Mapping],
+    *,
+    excluded: Collection[int | str] = ...,
+    signature: str | None = None,
+) -> Callable[_P, _Mapping | dict[Any, Array]]: ...
+@overload
+def vectorize(  # pyright: ignore[reportOverlappingOverload]
+    pyfunc: _OtherFunction,
+    *,
+    excluded: Collection[int | str] = ...,
+    signature: str | None = None,
+) -> _OtherFunction: ...
+@overload
+def vectorize(  # pyright: ignore[reportOverlappingOverload]
     pyfunc: Callable[_P, _R],
     *,
     excluded: Collection[int | str] = ...,

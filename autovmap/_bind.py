@@ -19,7 +19,13 @@ import jax
 import numpy as np
 
 from ._annotations import EachRank, FieldRanks, rank_at
-from ._errors import TreeStructureError, fn_label, hide_from_tracebacks
+from ._errors import (
+    AutoVmapError,
+    RankTooLargeError,
+    TreeStructureError,
+    fn_label,
+    hide_from_tracebacks,
+)
 from ._plan import Shape
 from ._spec import CallSpec, ParamRank, is_none
 
@@ -139,15 +145,28 @@ def _flatten(
         if _is_array_type(type(value)) or isinstance(value, _OWN_LEAVES):
             return [value], rank, None  # the common case, without tree_flatten
         leaves, treedef = jax.tree_util.tree_flatten(value)
+        if rank > 0 and _is_list_of_numbers(value):
+            raise _refuse_list_of_numbers(spec, key, value, param)
         return leaves, rank, functools.partial(jax.tree_util.tree_unflatten, treedef)
     if isinstance(rank, (FieldRanks, EachRank)):
         with_paths, treedef = jax.tree_util.tree_flatten_with_path(value)
         if isinstance(rank, FieldRanks) and len(with_paths) == 1 and isinstance(value, rank.cls):
             label = param.label(key)
+            mismatch = _field_off_rank(rank, value)
+            if mismatch is None:  # nothing in it to batch: it passes through whole
+                return [value], [None], None
+            field, shape, field_rank = mismatch
+            if len(shape) < field_rank:
+                raise RankTooLargeError(
+                    f"{fn_label(spec.fn)}: field `{label}.{field}` has shape {shape} "
+                    f"({len(shape)} dims), but its annotation gives it rank {field_rank}. Pass "
+                    "it with the dims of one example."
+                )
             raise TreeStructureError(
                 f"{fn_label(spec.fn)}: argument `{label}` is a `{rank.cls.__name__}`, whose "
-                "annotated fields give it ranks, but it is not a JAX pytree, so its fields "
-                "cannot be batched. Register the class with `jax.tree_util.register_dataclass` "
+                f"annotated fields give it ranks, and its field `{label}.{field}` has "
+                "batch dims, but the class is not a JAX pytree, so its fields cannot be "
+                "batched. Register the class with `jax.tree_util.register_dataclass` "
                 f"(or make it an `equinox.Module`), or give `{label}` an explicit rank."
             )
         leaf_ranks = [rank_at(rank, path) for path, _ in with_paths]
@@ -189,6 +208,96 @@ def _flatten(
         )
 
     return flat, leaf_ranks, unflatten_pytree_rank
+
+
+def _field_off_rank(rank: FieldRanks, value: Any) -> tuple[str, Shape, int] | None:
+    """The first field (a dotted path) of an unregistered dataclass `value` holding an array
+    whose dims differ from its field's rank (more: it would have to be batched; fewer: it is
+    not one example), with that array's shape and the rank."""
+    for field in dataclasses.fields(value) if dataclasses.is_dataclass(value) else ():
+        field_rank = rank.ranks.get(field.name)
+        field_value = getattr(value, field.name, None)
+        if isinstance(field_rank, FieldRanks) and isinstance(field_value, field_rank.cls):
+            inner = _field_off_rank(field_rank, field_value)
+            if inner is not None:
+                return f"{field.name}.{inner[0]}", inner[1], inner[2]
+        elif field_rank is not None:
+            for path, leaf in jax.tree_util.tree_flatten_with_path(field_value)[0]:
+                leaf_rank = rank_at(field_rank, path)
+                shape = shape_of(leaf)
+                if isinstance(leaf_rank, int) and shape is not None and len(shape) != leaf_rank:
+                    return field.name + jax.tree_util.keystr(path), tuple(shape), leaf_rank
+    return None
+
+
+def _is_list_of_numbers(value: Any) -> bool:
+    """A list or tuple, nested or not, of Python numbers only: what `jnp.asarray` would make an
+    array of, and what `auto_vmap`, like `jax.vmap`, takes as a pytree of rank-0 leaves."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    leaves = jax.tree_util.tree_leaves(value)
+    return bool(leaves) and all(isinstance(leaf, PYTHON_SCALARS) for leaf in leaves)
+
+
+def _list_of_numbers(label: str, value: Any) -> str:
+    n = len(jax.tree_util.tree_leaves(value))
+    return f"`{label}` is a {type(value).__name__} of {n} Python numbers"
+
+
+def _refuse_list_of_numbers(
+    spec: CallSpec, key: int | str, value: Any, param: ParamRank
+) -> RankTooLargeError:
+    label = param.label(key)
+    return RankTooLargeError(
+        f"{fn_label(spec.fn)}: argument {_list_of_numbers(label, value)}, but its rank is "
+        f"{param.rank!r}. A list is a pytree to `auto_vmap` (as to `jax.vmap`): each number would "
+        f"be one leaf of rank 0. Pass an array, `jnp.asarray({label})`, to batch over its "
+        "elements (`autovmap.vectorize`, like `jnp.vectorize`, converts lists itself)."
+    )
+
+
+def explain_failure(
+    error: Exception, spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Exception | None:
+    """On the way out of a failed call (the error path only), for an error that is not ours:
+    a clear error to raise in its place, or `None` to raise it as it is, perhaps with a note.
+
+    JAX cannot take an object, string or datetime array: rather than its "Error interpreting
+    argument", name the argument. A function that failed while a ranked argument was a list of
+    Python numbers got that list as a list: say so."""
+    if isinstance(error, AutoVmapError):
+        return None
+    if isinstance(error, TypeError):
+        try:
+            bound = bind(spec, args, kwargs)
+        except Exception:  # the call did not bind: that is the error, as it stands
+            return None
+
+        for label, leaf in zip(bound.leaf_labels(), bound.leaves):
+            if isinstance(leaf, (np.ndarray, np.generic)) and leaf.dtype.kind in "OUSVMm":
+                return TreeStructureError(
+                    f"{fn_label(spec.fn)}: argument `{label}` is an array of dtype {leaf.dtype} "
+                    f"and shape {leaf.shape}, which JAX cannot take: only arrays of numbers and "
+                    f"booleans can be batched. Convert it to numbers, or give `{label}` the rank "
+                    "`None` to pass it through unbatched."
+                )
+    given: list[tuple[int | str, Any, ParamRank | None]] = [
+        (i, value, spec.positional[i] if i < len(spec.positional) else spec.var_positional)
+        for i, value in enumerate(args)
+    ]
+    given += [(k, v, spec.by_keyword.get(k, spec.var_keyword)) for k, v in kwargs.items()]
+    for key, value, param in given:
+        if param is not None and param.rank is not None and _is_list_of_numbers(value):
+            label, kind = param.label(key), type(value).__name__
+            note = (
+                f"Note: {_list_of_numbers(label, value)}, so the function got a {kind}: "
+                f"`auto_vmap`, like `jax.vmap`, takes a {kind} as a pytree whose leaves (the "
+                f"numbers) have rank {param.rank!r}. To batch over its elements, pass "
+                f"`jnp.asarray({label})`."
+            )
+            if note not in getattr(error, "__notes__", ()):
+                error.add_note(note)
+    return None
 
 
 def _refuse_no_arrays(

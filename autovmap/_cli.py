@@ -20,20 +20,36 @@ from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
-from ._annotations import AnnotationReader, annotation_str, is_array_annotation
+from ._annotations import (
+    AnnotationReader,
+    annotation_str,
+    contains_jaxtyping,
+    is_array_annotation,
+)
 from ._bind import PYTHON_SCALARS
 from ._decorator import BatchedCall
 from ._describe import render_table
 from ._errors import AutoVmapError
 
 
-def decoration_of(fn: Any) -> BatchedCall | None:
-    """The record of an auto-vmapped function (or bound method), if it is one."""
+def decoration_of(fn: Any) -> Any:
+    """The record of an auto-vmapped function (or bound method), a `BatchedCall`, or of a
+    `vectorize` function; `None` for anything else."""
     record = getattr(fn, "__autovmap__", None)
-    return record if isinstance(record, BatchedCall) else None
+    if isinstance(record, BatchedCall) or _is_vectorized(record):
+        return record
+    return None
 
 
-def _find(module: Any) -> Iterator[tuple[str, BatchedCall]]:
+def _is_vectorized(record: Any) -> bool:
+    return (
+        record is not None
+        and callable(getattr(record, "prepare", None))
+        and hasattr(record, "pyfunc")
+    )
+
+
+def _find(module: Any) -> Iterator[tuple[str, Any]]:
     """Auto-vmapped functions of `module`, including methods of classes defined there."""
     for name, value in vars(module).items():
         if (record := decoration_of(value)) is not None:
@@ -65,7 +81,9 @@ def _notes(record: BatchedCall, name: str, rank: Any) -> str:
     return ""
 
 
-def report(name: str, record: BatchedCall) -> str:
+def report(name: str, record: Any) -> str:
+    if not isinstance(record, BatchedCall):
+        return _vectorize_report(name, record)
     rows = []
     for param in record.spec.params:
         annotation = record.spec.annotations.get(param.name, inspect.Parameter.empty)
@@ -78,13 +96,45 @@ def report(name: str, record: BatchedCall) -> str:
                 _notes(record, param.name, param.rank),
             ]
         )
-    options = [f"checks {'on' if record.options.check else 'off'}"]
+    if record.options.check:
+        options = ["checks on"]
+    elif any(map(contains_jaxtyping, record.spec.annotations.values())):
+        options = ["checks off"]  # turned off with `check=False`
+    else:
+        options = ["no annotations to check"]
     if record.options.chunk_size is not None:
         options.append(f"chunk_size={record.options.chunk_size}")
     if record.options.signature is not None:
         options.append(f"signature={record.options.signature!r}")
     table = render_table(["parameter", "annotation", "rank", "from", "note"], rows)
     return f"{name} ({', '.join(options)})\n{table}"
+
+
+def _vectorize_report(name: str, record: Any) -> str:
+    """A `vectorize` function: its signature, and the core dims each parameter takes from it
+    (every call binds its arguments to them by position, as `jnp.vectorize` does)."""
+    gufunc = getattr(record, "gufunc", None)
+    text = getattr(gufunc, "text", None)
+    header = f"signature={text!r}" if text else "no signature: every argument is batched as rank 0"
+    try:
+        params = list(inspect.signature(record.pyfunc).parameters)
+    except (TypeError, ValueError):  # a builtin without a signature
+        return f"{name} (vectorize, {header})"
+    excluded = set(getattr(record, "excluded_names", ()))
+    inputs = iter(getattr(gufunc, "inputs", ()))
+    rows = []
+    for param in params:
+        if param in excluded:
+            rows.append([param, "excluded: passed through"])
+        else:
+            dims = next(inputs, ())
+            rows.append([param, "(" + ", ".join(map(str, dims)) + ")"])
+    outputs = getattr(gufunc, "outputs", None)
+    if outputs is not None:
+        returns = ", ".join("(" + ", ".join(map(str, dims)) + ")" for dims in outputs)
+        rows.append(["return", returns])
+    table = render_table(["parameter", "core dims"], rows)
+    return f"{name} (vectorize, {header})\n{table}"
 
 
 PROG = "python -m autovmap"
@@ -134,12 +184,33 @@ def _import_file(path: str) -> ModuleType:
     return module
 
 
+def _import_folder(path: str) -> ModuleType:
+    """A folder holding a package (an `__init__.py`) is that package, imported from the folder
+    above it; any other folder is a misuse, since `inspect` reads one module."""
+    folder = os.path.abspath(path)
+    name = os.path.basename(folder)
+    if not os.path.isfile(os.path.join(folder, "__init__.py")) or not name.isidentifier():
+        raise UsageError(
+            f"{path!r} is a folder, not a module: give a module name (`mymodel`) or the path "
+            f"of a .py file in it (`{os.path.join(path, 'mymodel.py')}`)"
+        )
+    sys.path.insert(0, os.path.dirname(folder))
+    return importlib.import_module(name)
+
+
 def _import(module_name: str) -> ModuleType:
     """The module that MODULE names; `UsageError` if there is none, `ImportFailed` if it
     raised (other than a rank spec error, which is part of the report)."""
     try:
+        if os.path.isdir(module_name):
+            return _import_folder(module_name)
         if _is_file_path(module_name):
             return _import_file(module_name)
+        if module_name.startswith("."):
+            raise UsageError(
+                f"{module_name!r} is a relative module name: give the full name "
+                "(`mypackage.layers`) or the path of a .py file"
+            )
         if os.path.isfile(module_name):  # `notes.txt`: a dotted name, but meant as a file
             raise UsageError(
                 f"{module_name!r} is not a Python file: give a `.py` file or a module name"
@@ -162,7 +233,17 @@ def _import(module_name: str) -> ModuleType:
 
 def _one_line(module_name: str, error: BaseException) -> str:
     """`importing M raised E: message (file:line)`, the line being the innermost frame."""
-    frames = traceback.extract_tb(error.__traceback__)
+    if isinstance(error, SyntaxError):  # where the mistake is, not where it was compiled
+        where = f" ({error.filename}:{error.lineno})" if error.filename else ""
+        message = error.msg or ""
+        return f"importing {module_name} raised {type(error).__name__}: {message}{where}"
+    # The innermost frame of the user's code: importlib's own frames say nothing to a user.
+    frames = [
+        f
+        for f in traceback.extract_tb(error.__traceback__)
+        if not f.filename.startswith("<frozen importlib")
+    ]
+
     where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
     message = str(error).splitlines()[0] if str(error) else ""
     return f"importing {module_name} raised {type(error).__name__}: {message}{where}"

@@ -14,15 +14,18 @@ import jax
 from jax.sharding import PartitionSpec
 
 from ._annotations import AnnotationReader, batched_annotation, caller_frame, contains_jaxtyping
-from ._bind import BoundCall, all_arrays, bind, bind_call
+from ._bind import BoundCall, all_arrays, bind, bind_call, explain_failure
 from ._check import Invoke, call_signature, check_core_dims, invoker
 from ._describe import Plan, broadcast_error, describe, fmt_shape, rank_too_large
 from ._errors import (
     AnnotationCheckError,
+    AutoVmapError,
     NothingToBatchWarning,
     RankSpecError,
     fn_label,
     hide_from_tracebacks,
+    tidy_traceback,
+    value_label,
 )
 from ._plan import BoundedCache, IncompatibleBatchShapes, VmapPlan, plan_for
 from ._run import run_named_unbatched, run_plan
@@ -217,9 +220,9 @@ class AutoVmap:
             # Either decorator order works: batch the underlying function, re-wrap it.
             return type(fn)(self._decorate(fn.__func__, frame))
         if not callable(fn):
-            raise TypeError(
-                f"`auto_vmap` decorates functions; got {fn!r}. Use `@auto_vmap(...)` with "
-                "ranks, or `@auto_vmap` on a function."
+            raise RankSpecError(
+                f"`auto_vmap` decorates functions; got {value_label(fn)}. Did you forget the "
+                "function? Write `auto_vmap(x=1)(f)(x)`, or `@auto_vmap(...)` above a `def`."
             )
         if inspect.ismethod(fn) and isinstance(
             getattr(fn.__func__, "__autovmap__", None), BatchedCall
@@ -273,7 +276,18 @@ def _wrapper(call: BatchedCall) -> Callable[..., Any]:
 
     @functools.wraps(spec.fn)
     def batched(*args: Any, **kwargs: Any) -> Any:
-        return call(args, kwargs)
+        try:
+            return call(args, kwargs)
+        except Exception as error:  # free until raised
+            replacement = explain_failure(error, spec, args, kwargs)
+            if replacement is None:
+                tidy_traceback(error)  # the user's line, then the message with its notes
+                raise
+        try:  # raised and re-raised here, so that no frame of this package shows either
+            raise replacement from None
+        except AutoVmapError as error:
+            tidy_traceback(error)
+            raise
 
     signature = _batched_signature(spec)
     batched.__signature__ = signature  # type: ignore[attr-defined]

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 from ._annotations import AnnotationReader
 from ._check import invoker
 from ._decorator import BatchedCall, Options
-from ._errors import BatchShapeError, BroadcastError, hide_from_tracebacks
+from ._errors import BatchShapeError, BroadcastError, hide_from_tracebacks, tidy_traceback
 from ._plan import BoundedCache
 from ._signature import ArgDims, Gufunc, fmt_dims, parse_signature, signature_error
 from ._spec import read_spec
@@ -357,8 +357,12 @@ def vectorize(
 
     @functools.wraps(pyfunc)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
-        call, args, kwargs = vectorized.prepare(args, kwargs)
-        return call(args, kwargs)
+        try:
+            call, args, kwargs = vectorized.prepare(args, kwargs)
+            return call(args, kwargs)
+        except Exception as error:  # free until raised
+            tidy_traceback(error)  # the user's line, then the message with its notes
+            raise
 
     wrapped.__autovmap__ = vectorized  # type: ignore[attr-defined]
     return wrapped

@@ -12,8 +12,12 @@ Enable it with `plugins = autovmap.mypy_plugin` in the mypy configuration. It re
 - a dim string (a `str` rank, `"n k"`) known to the checker that gives no fixed rank (a
   variadic `*b` or `...`) or is written in gufunc syntax (`"(n,k)"`, which belongs in
   `signature=`);
-- an option of the wrong type or value: `check` not a bool, `chunk_size` below 1 or a bool, a
-  `signature` (known to the checker) that is not a gufunc signature;
+- an option of the wrong type or value (`check` not a bool, `chunk_size` not an int >= 1,
+  `axis_name` not a str, `spmd_axis_name` not a name, tuple or `PartitionSpec`, `signature` not
+  a str, or a literal one that is not a gufunc signature), literal or through a `Final` name or
+  class attribute: the stub's form for `auto_vmap(**ranks)` takes many of these for ranks;
+- `chunk_size` together with an `axis_name`, which cannot run a chunk at a time;
+- an option given to a function that has a parameter of the same name (option or rank?);
 - an `async def` or generator function.
 
 How: a signature hook on `auto_vmap(...)` (and `autovmap(...)`, `AutoVmap(...)`) checks the
@@ -33,6 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
+from mypy.checker import TypeChecker
 from mypy.errorcodes import ErrorCode
 from mypy.nodes import (
     ARG_NAMED,
@@ -45,10 +50,20 @@ from mypy.nodes import (
     Expression,
     FuncDef,
     ListExpr,
+    RefExpr,
     StrExpr,
     TupleExpr,
+    TypeInfo,
 )
-from mypy.plugin import CheckerPluginInterface, FunctionSigContext, MethodSigContext, Plugin
+from mypy.plugin import (
+    CheckerPluginInterface,
+    FunctionContext,
+    FunctionSigContext,
+    MethodContext,
+    MethodSigContext,
+    Plugin,
+)
+from mypy.plugins.functools import partial_new_callback
 from mypy.types import (
     CallableType,
     FunctionLike,
@@ -60,6 +75,8 @@ from mypy.types import (
     get_proper_type,
 )
 
+from autovmap._mypy_returns import apply_rows, apply_rows_of_call, callee_of
+
 RANK_SPEC = ErrorCode("autovmap-rank", "Check `auto_vmap` ranks against the function", "autovmap")
 OPTION = ErrorCode("autovmap-option", "Check the options of `auto_vmap`", "autovmap")
 REFUSED = ErrorCode(
@@ -68,11 +85,19 @@ REFUSED = ErrorCode(
 
 _AUTO_VMAP = "autovmap.AutoVmap"
 _FACTORIES = frozenset({"autovmap.auto_vmap", "autovmap.autovmap", _AUTO_VMAP})
+_VECTORIZE = "autovmap.vectorize"
+# The functions that take the function to batch (`auto_vmap(fn)`), and those whose `partial`
+# makes a preset.
+_DECORATORS = frozenset({"autovmap.auto_vmap", "autovmap.autovmap", _VECTORIZE})
+_PRESETS = _DECORATORS
 # The stub's TypedDict of options: its keys are the keywords of `auto_vmap` that are not ranks.
 _OPTIONS = "autovmap._Options"
 # Hidden attributes of the `AutoVmap` type: user code cannot name an attribute with a dot.
 _N_POSITIONAL = "autovmap.n_positional_ranks"
 _KEYWORDS = "autovmap.keyword_ranks"
+_OPTIONS_GIVEN = "autovmap.options"
+# Options that cannot be given together.
+_EXCLUSIVE = ("chunk_size", "axis_name")
 # What an `async def` or generator function returns.
 _REFUSED_RETURNS = ("typing.Coroutine", "typing.Iterator", "typing.AsyncIterator")
 
@@ -142,33 +167,65 @@ def _check_leaves(api: CheckerPluginInterface, rank: Expression) -> None:
 
 
 def _check_option(api: CheckerPluginInterface, name: str, value: Expression) -> None:
-    """Report a `check` that is not a bool, a `chunk_size` that is a bool or below 1, a literal
-    `signature` that is not a gufunc signature."""
+    """Report an option value of a type or value that `auto_vmap` rejects. A type the checker
+    cannot pin down (a union, `Any`) is not reported: it may hold a valid value."""
     typ = get_proper_type(api.get_expression_type(value))
     literal = typ.last_known_value if isinstance(typ, Instance) else typ
     if isinstance(typ, LiteralType):  # a `Final` name
         typ = typ.fallback
-    is_bool = isinstance(typ, Instance) and typ.type.fullname == "builtins.bool"
-    if name == "check" and isinstance(typ, (Instance, NoneType)) and not is_bool:
-        api.fail("`auto_vmap(check=...)` takes True or False", value, code=OPTION)
-    elif name == "chunk_size" and (
-        is_bool
-        or isinstance(literal, LiteralType)
-        and isinstance(literal.value, int)
-        and literal.value < 1
-    ):
-        api.fail("`auto_vmap(chunk_size=...)` takes an int >= 1 or None", value, code=OPTION)
-    elif (
-        name == "signature"
-        and isinstance(literal, LiteralType)
-        and isinstance(literal.value, str)
-        and not _GUFUNC.fullmatch("".join(literal.value.split()))
-    ):
-        api.fail(
-            "`auto_vmap(signature=...)` takes a gufunc signature such as '(n),(n,n)->()'",
-            value,
-            code=OPTION,
+    if isinstance(typ, TupleType):
+        typ = typ.partial_fallback  # `("(n)->()",)`: a tuple, whatever its items
+    if isinstance(typ, NoneType):
+        problem = name == "check"
+    elif not isinstance(typ, Instance):
+        return
+    elif name == "check":
+        problem = typ.type.fullname != "builtins.bool"
+    elif name == "chunk_size":  # not a bool, though a bool is an int
+        problem = typ.type.fullname != "builtins.int" or (
+            isinstance(literal, LiteralType)
+            and isinstance(literal.value, int)
+            and literal.value < 1
         )
+    elif name == "axis_name":
+        problem = typ.type.fullname != "builtins.str"
+    elif name == "spmd_axis_name":
+        problem = not (
+            typ.type.fullname == "builtins.str"
+            or typ.type.has_base("builtins.tuple")
+            or any(map(_is_partition_spec, typ.type.mro))
+        )
+    elif name == "signature":
+        problem = typ.type.fullname != "builtins.str" or (
+            isinstance(literal, LiteralType)
+            and isinstance(literal.value, str)
+            and not _GUFUNC.fullmatch("".join(literal.value.split()))
+        )
+    else:
+        problem = False
+    if problem:
+        api.fail(f"`auto_vmap({name}=...)` takes {_OPTION_TYPES[name]}", value, code=OPTION)
+
+
+def _is_partition_spec(info: TypeInfo) -> bool:
+    """`jax.sharding.PartitionSpec`, whose class some versions of jax call `P`."""
+    return info.fullname.startswith("jax.") and info.name in ("P", "PartitionSpec")
+
+
+# What each option takes, in the words of `auto_vmap`'s own errors.
+_OPTION_TYPES = {
+    "check": "True or False",
+    "chunk_size": "an int >= 1 or None",
+    "axis_name": "a str (the name collectives use) or None",
+    "spmd_axis_name": "a mesh axis name, a tuple of them, a `PartitionSpec` or None",
+    "signature": "a gufunc signature such as '(n),(n,n)->()', or None",
+}
+
+
+def _is_set(api: CheckerPluginInterface, value: Expression) -> bool:
+    """Whether an option value is certainly not `None` (the default, which sets nothing)."""
+    typ = get_proper_type(api.get_expression_type(value))
+    return isinstance(typ, (Instance, LiteralType, TupleType))
 
 
 def _options(api: CheckerPluginInterface) -> frozenset[str]:
@@ -221,28 +278,83 @@ def _record_ranks(ctx: FunctionSigContext) -> FunctionLike:
         for item in items:
             _check_leaves(ctx.api, item)
     keywords: list[str] = []
+    given: dict[str, Expression] = {}  # the options, by name
     for name, value in _keyword_arguments(call):
         if name in options:
             _check_option(ctx.api, name, value)
+            given[name] = value
         elif name is not None:
             keywords.append(name)
             _check_leaves(ctx.api, value)
+    if all(name in given and _is_set(ctx.api, given[name]) for name in _EXCLUSIVE):
+        ctx.api.fail(
+            "`auto_vmap(axis_name=..., chunk_size=...)`: a collective over the batch needs every "
+            "example at once, and `chunk_size` evaluates a chunk at a time; drop one",
+            given[_EXCLUSIVE[0]],
+            code=OPTION,
+        )
     if call.arg_kinds[:1] == [ARG_POS]:  # perhaps `auto_vmap(fn)`
-        _check_function(ctx.api, call.args[0])
+        fn = _check_function(ctx.api, call.args[0])
+        if fn is not None:
+            _check_option_names(ctx.api, list(given), fn, call.args[0])
 
-    str_type = ctx.api.named_generic_type("builtins.str", [])
-    returned = returned.copy_with_extra_attr(
-        _KEYWORDS,
-        TupleType(
-            [LiteralType(name, str_type) for name in keywords],
-            ctx.api.named_generic_type("builtins.tuple", [str_type]),
-        ),
-    )
+    returned = returned.copy_with_extra_attr(_KEYWORDS, _names(ctx.api, keywords))
+    returned = returned.copy_with_extra_attr(_OPTIONS_GIVEN, _names(ctx.api, list(given)))
     if n_positional is not None:
         int_type = ctx.api.named_generic_type("builtins.int", [])
         returned = returned.copy_with_extra_attr(_N_POSITIONAL, LiteralType(n_positional, int_type))
     # mypy annotates `copy_modified` with its `Bogus[...]`, which pyright reads as unknown.
     return signature.copy_modified(ret_type=returned)  # pyright: ignore[reportUnknownMemberType]
+
+
+def _names(api: CheckerPluginInterface, names: list[str]) -> TupleType:
+    """Names, as a type that an `AutoVmap` type can carry: a tuple of literal strings."""
+    str_type = api.named_generic_type("builtins.str", [])
+    return TupleType(
+        [LiteralType(name, str_type) for name in names],
+        api.named_generic_type("builtins.tuple", [str_type]),
+    )
+
+
+def _recorded_names(recorded: dict[str, Type], key: str) -> list[str] | None:
+    """The names `_names` recorded under `key`, if any."""
+    names = get_proper_type(recorded.get(key))
+    if not isinstance(names, TupleType):
+        return None
+    items = [get_proper_type(item) for item in names.items]
+    return [
+        item.value
+        for item in items
+        if isinstance(item, LiteralType) and isinstance(item.value, str)
+    ]
+
+
+def _parameter_names(fn: CallableType) -> list[str | None]:
+    """The parameter names of a function; a callable type has no names for positional-only
+    parameters, its definition does."""
+    names: list[str | None] = list(fn.arg_names)
+    definition = fn.definition
+    if isinstance(definition, FuncDef) and len(definition.arguments) == len(names):
+        names = [argument.variable.name for argument in definition.arguments]
+    return names
+
+
+def _check_option_names(
+    api: CheckerPluginInterface, given: list[str], fn: CallableType, context: Context
+) -> None:
+    """Report an option given to a function with a parameter of the same name: `auto_vmap`
+    cannot tell whether it is meant as the option or as the parameter's rank."""
+    if fn.param_spec() is not None or fn.is_ellipsis_args:
+        return
+    names = _parameter_names(fn)
+    for name in given:
+        if name in names:
+            api.fail(
+                f"{_label(fn)}: `{name}` is both an option of `auto_vmap` and a parameter of the "
+                f"function, which is ambiguous; rank `{name}` positionally, or rename it",
+                context,
+                code=OPTION,
+            )
 
 
 def _check_function(api: CheckerPluginInterface, fn_node: Expression) -> CallableType | None:
@@ -289,11 +401,7 @@ def _check_decorated(ctx: MethodSigContext) -> FunctionLike:
 def _check_parameters(
     api: CheckerPluginInterface, recorded: dict[str, Type], fn: CallableType, context: Context
 ) -> None:
-    definition = fn.definition
-    # A callable type has no names for positional-only parameters; its definition does.
-    names: list[str | None] = list(fn.arg_names)
-    if isinstance(definition, FuncDef) and len(definition.arguments) == len(names):
-        names = [argument.variable.name for argument in definition.arguments]
+    names = _parameter_names(fn)
     label = _label(fn)
     valid = ", ".join(f"`{name}`" for name in names if name is not None)
     listed = f" ({valid})" if valid else ""
@@ -311,16 +419,42 @@ def _check_parameters(
         positional_names = names[: n_positional.value]
     else:
         positional_names = []
-    keywords = get_proper_type(recorded.get(_KEYWORDS))
-    if not isinstance(keywords, TupleType) or None in names:
+    _check_option_names(api, _recorded_names(recorded, _OPTIONS_GIVEN) or [], fn, context)
+    keywords = _recorded_names(recorded, _KEYWORDS)
+    if keywords is None or None in names:
         return  # some parameter names are unknown
-    for item in map(get_proper_type, keywords.items):
-        if not isinstance(item, LiteralType):
-            continue
-        if item.value not in names:
-            fail(f"a rank is given for `{item.value}`, which is not a parameter{listed}")
-        elif item.value in positional_names:
-            fail(f"parameter `{item.value}` is given a rank twice, positionally and by keyword")
+    for keyword in keywords:
+        if keyword not in names:
+            fail(f"a rank is given for `{keyword}`, which is not a parameter{listed}")
+        elif keyword in positional_names:
+            fail(f"parameter `{keyword}` is given a rank twice, positionally and by keyword")
+
+
+def _partial(ctx: FunctionContext) -> Type:
+    """Hook on `functools.partial(...)`: `functools.partial(auto_vmap, check=False)` keeps the
+    stub's overloads, which mypy's own hook gives up on (it types the result `Any`). Options
+    are checked as in `auto_vmap(...)`. Any other `partial` goes to mypy's own hook."""
+    first = ctx.args[0][0] if ctx.args and ctx.args[0] else None
+    keywords = [kind == ARG_NAMED for kinds in ctx.arg_kinds[1:] for kind in kinds]
+    default = get_proper_type(ctx.default_return_type)
+    if not (
+        isinstance(ctx.api, TypeChecker)
+        and isinstance(first, RefExpr)
+        and first.fullname in _PRESETS
+        and all(keywords)
+        and isinstance(default, Instance)
+    ):
+        return partial_new_callback(ctx)
+    callee = callee_of(ctx.api, first.fullname, None)
+    if callee is None:
+        return partial_new_callback(ctx)
+    if first.fullname != _VECTORIZE:
+        for names, args in zip(ctx.arg_names[1:], ctx.args[1:]):
+            for name, arg in zip(names, args):
+                if name is not None:
+                    _check_option(ctx.api, name, arg)
+    # mypy's hook on `partial.__call__` calls what this attribute holds.
+    return default.copy_with_extra_attr("__mypy_partial", callee)
 
 
 class AutoVmapPlugin(Plugin):
@@ -337,6 +471,16 @@ class AutoVmapPlugin(Plugin):
     ) -> Callable[[MethodSigContext], FunctionLike] | None:
         """Hook `AutoVmap.__call__`, which decorates."""
         return _check_decorated if fullname == f"{_AUTO_VMAP}.__call__" else None
+
+    def get_function_hook(self, fullname: str) -> Callable[[FunctionContext], Type] | None:
+        """Hook what `auto_vmap(fn)` and `vectorize(fn)` return, and `functools.partial`."""
+        if fullname in _DECORATORS:
+            return lambda ctx: apply_rows(ctx, fullname)
+        return _partial if fullname == "functools.partial" else None
+
+    def get_method_hook(self, fullname: str) -> Callable[[MethodContext], Type] | None:
+        """Hook what `AutoVmap(...)(fn)` returns."""
+        return apply_rows_of_call if fullname == f"{_AUTO_VMAP}.__call__" else None
 
 
 def plugin(version: str) -> type[Plugin]:

@@ -50,7 +50,7 @@ def test_inspect_reports_every_function_with_ranks_sources_and_notes(tmp_path, m
     assert [b.splitlines()[0] for b in blocks] == [
         "quad (checks on, chunk_size=64)",
         "Model.apply (checks on)",
-        "Model.static (checks off)",
+        "Model.static (checks off)",  # `check=False`: the user turned them off
     ]
     quad_rows = [line.split()[:4] for line in blocks[0].splitlines()[2:]]
     assert quad_rows[0] == ["s", "float", "0", "explicit"] and "Float[ArrayLike" in blocks[0]
@@ -85,7 +85,7 @@ def test_inspect_shows_signatures_and_dim_strings(tmp_path, monkeypatch, capsys)
     code, out = run(["inspect", "cli_named"], capsys)
     assert code == 0
     dot, first = out.split("\n\n")
-    assert dot.splitlines()[0] == "dot (checks off, signature='(n),(n)->()')"
+    assert dot.splitlines()[0] == "dot (no annotations to check, signature='(n),(n)->()')"
     assert dot.splitlines()[2].split() == ["a", "-", "1", "signature"]
     assert first.splitlines()[2].split() == ["a", "-", "'n'", "explicit"]
 
@@ -207,3 +207,77 @@ def test_help_says_what_module_may_be(capsys):
     help_text = capsys.readouterr().out
     for form in ("`mypackage.layers`", "`./src/mymodel.py`", "`Class.method`", "2 no such module"):
         assert form in help_text
+
+
+def inspect_in_a_process(target, cwd):
+    """`python -m autovmap inspect TARGET` run as a user runs it, from `cwd`."""
+    return subprocess.run(
+        [sys.executable, "-m", "autovmap", "inspect", target],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=CHECKOUT_ENV,
+    )
+
+
+def test_inspect_reports_vectorize_functions_with_their_signature(tmp_path):
+    (tmp_path / "vecmod.py").write_text(
+        textwrap.dedent("""
+            from autovmap import vectorize
+
+            def _dot(a, b):
+                return a @ b
+
+            dot = vectorize(_dot, signature="(n),(n)->()")
+            scale = vectorize(lambda x, k: x * k, excluded={1})
+        """)
+    )
+    proc = inspect_in_a_process("vecmod.py:dot", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [
+        "dot (vectorize, signature='(n),(n)->()')",
+        "  parameter  core dims",
+        "  a          (n)",
+        "  b          (n)",
+        "  return     ()",
+    ]
+    proc = inspect_in_a_process("vecmod.py", tmp_path)
+    scale = proc.stdout.split("\n\n")[1].splitlines()
+    assert scale[0] == "scale (vectorize, no signature: every argument is batched as rank 0)"
+    assert scale[2:] == ["  x          ()", "  k          excluded: passed through"]
+
+
+def test_unannotated_functions_say_there_is_nothing_to_check_not_checks_off(tmp_path):
+    (tmp_path / "plain.py").write_text(
+        "from autovmap import auto_vmap\n\n@auto_vmap(x=1)\ndef f(x):\n    return x\n"
+    )
+    proc = inspect_in_a_process("plain.py", tmp_path)
+    assert proc.returncode == 0 and proc.stdout.splitlines()[0] == "f (no annotations to check)"
+
+
+def test_inspect_dot_is_a_clear_misuse_or_the_package_it_names(tmp_path):
+    proc = inspect_in_a_process(".", tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [
+        PROG_ERROR + "'.' is a folder, not a module: give a module name (`mymodel`) or the path "
+        "of a .py file in it (`./mymodel.py`)"
+    ]
+    assert "relative module name" in inspect_in_a_process(".layers", tmp_path).stderr
+    package = tmp_path / "mypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text(
+        "from autovmap import auto_vmap\n\n@auto_vmap(x=1)\ndef g(x):\n    return x\n"
+    )
+    for target, cwd in ((".", package), ("mypkg", tmp_path), ("./mypkg", tmp_path)):
+        proc = inspect_in_a_process(target, cwd)
+        assert proc.returncode == 0 and proc.stdout.startswith("g ("), (target, proc.stderr)
+
+
+def test_a_syntax_error_names_the_users_file_and_line(tmp_path):
+    (tmp_path / "broken.py").write_text("x = 1\ndef f(:\n    pass\n")
+    for target in ("broken.py", "broken"):
+        proc = inspect_in_a_process(target, tmp_path)
+        assert proc.returncode == 1 and proc.stdout == ""
+        [line] = proc.stderr.splitlines()
+        assert line.startswith(PROG_ERROR + f"importing {target} raised SyntaxError: ")
+        assert line.endswith(f"({tmp_path / 'broken.py'}:2)") and "frozen" not in line

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
-from update_doc_outputs import run_page  # noqa: E402
+from update_doc_outputs import FENCE, RAISES, run_page  # noqa: E402
 
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("**/*.md"))]
 
@@ -28,6 +28,31 @@ def test_code_blocks_run_and_outputs_match(page):
                 f"{page.name}: a ```text block no longer matches what the code above prints; "
                 "run `python tools/update_doc_outputs.py` on the page"
             )
+
+
+def _python_blocks(page):
+    text = page.read_text()
+    for match in FENCE.finditer(text):
+        if match.group(1) == "python":
+            yield text.count("\n", 0, match.start()) + 1, match
+
+
+# docs/typing.md is another helper's page, in rewriting while this test was added.
+STANDALONE_PAGES = [page for page in PAGES if page.name != "typing.md"]
+BLOCKS = [(page, line, match) for page in STANDALONE_PAGES for line, match in _python_blocks(page)]
+
+
+# A reader copies one block: it must run on its own (its imports and definitions included),
+# as well as in sequence with the blocks above it (the test above).
+@pytest.mark.newest
+@pytest.mark.parametrize(
+    "page, line, match", BLOCKS, ids=[f"{p.relative_to(ROOT)}:{n}" for p, n, _ in BLOCKS]
+)
+def test_each_code_block_runs_on_its_own(page, line, match):
+    alone = match.group(0)
+    if RAISES.search(match.group(2)):
+        alone += "```text\n(the message)\n```\n"  # the raise is checked, its text is not
+    run_page(alone, f"{page.name}_line_{line}")
 
 
 def test_readme_opens_with_the_two_commands():
@@ -91,3 +116,19 @@ def test_error_examples_show_the_call_not_try_except_scaffolding():
     for page in PAGES:
         text = page.read_text()
         assert "raise AssertionError(" not in text, f"{page.name}: use a `# raises NAME` block"
+
+
+def test_readme_first_screen_is_what_it_is_commands_example_why_and_where_the_docs_are():
+    text = (ROOT / "README.md").read_text()
+    first_screen = text.split("\n## ")[0]
+    intro = first_screen.split("```bash")[0]
+    # One opening sentence, said once.
+    assert intro.count("`auto_vmap` makes") == 1 and text.count("written for one example") == 1
+    order = [
+        first_screen.index("```bash"),
+        first_screen.index("```python"),
+        first_screen.index("**`jax.vmap`**"),
+        first_screen.index("**`jnp.vectorize`**"),
+        first_screen.index("(docs/index.md)"),
+    ]
+    assert order == sorted(order)

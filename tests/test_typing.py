@@ -7,6 +7,7 @@ once, in parallel, when the first test here needs one; each test then reads its 
 
 import ast
 import importlib
+import importlib.metadata
 import json
 import os
 import pathlib
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tokenize
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -57,6 +59,12 @@ COMMANDS: dict[str, tuple[list[str], pathlib.Path]] = {
         [str(PYRIGHT), "--outputjson", "--pythonpath", sys.executable, "autovmap"] + CLIENTS,
         ROOT,
     ),
+    # The clients as pyright's default (basic) mode checks them, which reports less than strict.
+    "pyright basic": (
+        [str(PYRIGHT), "--outputjson", "--pythonpath", sys.executable]
+        + ["--project", str(TYPING / "pyrightconfig.basic.json")],
+        ROOT,
+    ),
     "verifytypes": (
         [str(PYRIGHT), "--outputjson", "--verifytypes", "autovmap", "--ignoreexternal"],
         ROOT,
@@ -75,9 +83,15 @@ MYPY_REVEAL = re.compile(
     r'^(?P<path>.+?):(?P<line>\d+): note: Revealed type is "(?P<type>.*)"$', re.MULTILINE
 )
 # `# E: why` marks a line that every checker of the file must report; `# E[pyright, plugin]:
-# why` a line that only those must report (`mypy` is mypy without the plugin, `plugin` with it).
+# why` a line that only those must report (`mypy` is mypy without the plugin, `plugin` with it,
+# `pyright` pyright strict, `basic` pyright in its basic mode).
 MARKER = re.compile(r"#\s*E(?:\[(?P<only>[\w, ]+)\])?:")
-SHORT_NAMES = {"mypy": "mypy", "mypy with the plugin": "plugin", "pyright": "pyright"}
+SHORT_NAMES = {
+    "mypy": "mypy",
+    "mypy with the plugin": "plugin",
+    "pyright": "pyright",
+    "pyright basic": "basic",
+}
 # What the checkers report depends on the type stubs of the installed jax and jaxtyping, and the
 # mypy/pyright pins of the test extra: those tests run on the newest versions, not at the floors.
 NEWEST = pytest.mark.newest
@@ -138,11 +152,11 @@ def _errors(runs: dict[str, Future[subprocess.CompletedProcess[str]]], checker: 
     run = runs[checker].result()
     output = _output(run)
     assert run.returncode in (0, 1), output  # 1: errors found; anything else: it failed to run
-    parse = _pyright_errors if checker == "pyright" else _mypy_errors
+    parse = _pyright_errors if checker.startswith("pyright") else _mypy_errors
     return parse(run), output
 
 
-CHECKERS = ["mypy", "mypy with the plugin", "pyright"]
+CHECKERS = ["mypy", "mypy with the plugin", "pyright", "pyright basic"]
 
 
 @NEWEST
@@ -170,7 +184,7 @@ def test_plugin_reports_exactly_the_marked_lines(runs):
 
 def _reveals(run: subprocess.CompletedProcess[str], checker: str) -> dict[int, str]:
     """What each `reveal_type` line of client_returns.py shows, by line."""
-    if checker != "pyright":
+    if not checker.startswith("pyright"):
         return {
             int(match["line"]): match["type"]
             for match in MYPY_REVEAL.finditer(run.stdout)
@@ -206,14 +220,35 @@ def _return_type(revealed: str) -> str:
     return "None" if text.startswith("def ") else text  # mypy leaves out `-> None`
 
 
+def _return_types(revealed: str) -> str:
+    """The return type in a revealed type, or those of its overloads, joined with `; `: mypy's
+    `Overload(def (x: Array) -> Array, def (x: Array, n: int) -> int)` and pyright's
+    `Overload[(x: Array) -> Array, (x: Array, n: int) -> int]` both give `Array; int`."""
+    if not revealed.startswith(("Overload(", "Overload[")):
+        return _return_type(revealed)
+    items, depth, start = [], 0, len("Overload(")
+    for i, char in enumerate(revealed[start:-1], start):
+        depth += {"(": 1, "[": 1, ")": -1, "]": -1}.get(char, 0)
+        if (
+            depth == 0
+            and revealed.startswith(", ", i)
+            and revealed[i + 2 :].startswith(("def ", "("))
+        ):
+            items.append(revealed[start:i])
+            start = i + 2
+    items.append(revealed[start:-1])
+    return "; ".join(map(_return_type, items))
+
+
 def _cells(row: str) -> list[str]:
     """The cells of a Markdown table row; a `|` in a code span is not a separator."""
     return [cell.strip() for cell in re.split(r"\|(?=(?:[^`]*`[^`]*`)*[^`]*$)", row)[1:-1]]
 
 
 def _return_type_table() -> dict[str, tuple[dict[str, str], ...]]:
-    """The table of docs/typing.md: for each declared return type, what `auto_vmap(f)` and
-    `jax.vmap(f)` return, for every checker (`"*"`) and for pyright where it differs."""
+    """The table of docs/typing.md: for each declared return type, what `auto_vmap(f)`,
+    `vectorize(f)` and `jax.vmap(f)` return, for every checker (`"*"`) and for pyright where it
+    differs."""
     text = TYPING_DOCS.read_text()
     rows = text[text.index("<!-- return-type table") :].split("\n\n")[1].splitlines()[2:]
     table = {}
@@ -221,7 +256,7 @@ def _return_type_table() -> dict[str, tuple[dict[str, str], ...]]:
         declared, *columns = _cells(row)
         table[_spelling(re.findall(r"`([^`]+)`", declared)[0])] = tuple(
             {"*": re.findall(r"`([^`]+)`", cell)[0]}
-            | dict(re.findall(r"(pyright): `([^`]+)`", cell))
+            | dict(re.findall(r"(pyright|plugin): `([^`]+)`", cell))
             for cell in columns
         )
     return table
@@ -233,13 +268,19 @@ def _spelling(annotation: str) -> str:
 
 def _client_rows() -> dict[int, tuple[str, int]]:
     """Each `reveal_type` line of client_returns.py: the declared return type of its function
-    and the table column it is compared with (1: `auto_vmap`, 2: `jax.vmap`)."""
+    and the table column it is compared with (1: `auto_vmap`, 2: `vectorize`, 3: `jax.vmap`)."""
     module = ast.parse(CLIENT_RETURNS.read_text())
     returns = {
         node.name: ast.unparse(node.returns)
         for node in module.body
         if isinstance(node, ast.FunctionDef) and node.returns is not None
     }
+    overloads: dict[str, list[str]] = {}  # an overloaded function: its overloads' return types
+    for node in module.body:
+        if isinstance(node, ast.FunctionDef) and node.returns is not None:
+            if any(ast.unparse(decorator) == "overload" for decorator in node.decorator_list):
+                overloads.setdefault(node.name, []).append(ast.unparse(node.returns))
+    returns |= {name: "; ".join(types) for name, types in overloads.items()}
     assigned = {  # `refused = auto_vmap(f)`, then `reveal_type(refused)`
         node.targets[0].id: node.value
         for node in module.body
@@ -255,7 +296,8 @@ def _client_rows() -> dict[int, tuple[str, int]]:
                 (function,) = {
                     name.id for name in ast.walk(argument) if isinstance(name, ast.Name)
                 } & returns.keys()
-                column = 2 if ast.unparse(argument).startswith("jax.vmap(") else 1
+                called = ast.unparse(argument)
+                column = 3 if called.startswith("jax.vmap(") else 2 if "vectorize(" in called else 1
                 rows[node.lineno] = (_spelling(returns[function]), column)
     return rows
 
@@ -272,8 +314,10 @@ def test_return_type_table_is_what_the_checkers_report(runs, checker):
     differences = []
     for line, (declared, column) in sorted(rows.items()):
         expected = table[declared][column - 1]
-        expected = expected.get(checker, expected["*"])
-        if (reported := _return_type(reveals[line])) != expected:
+        # pyright's basic mode reveals the types its strict mode does.
+        name = {"basic": "pyright"}.get(SHORT_NAMES[checker], SHORT_NAMES[checker])
+        expected = expected.get(name, expected["*"])
+        if (reported := _return_types(reveals[line])) != expected:
             differences.append(
                 f"client_returns.py:{line}: for `{declared}`, the table has `{expected}` "
                 f"in column {column + 1}, {checker} reports `{reported}` ({reveals[line]})"
@@ -330,12 +374,78 @@ def test_typed_uses_run():
 
 
 def test_plugin_does_not_import_jax():
-    # Load the plugin's file alone: importing it as `autovmap.mypy_plugin` imports the package.
+    # Load the plugin's modules alone: importing `autovmap.mypy_plugin` runs the package's
+    # `__init__`, which imports jax. A bare `autovmap` module stands in for the package.
     code = (
-        "import importlib.util, sys\n"
-        "spec = importlib.util.spec_from_file_location('plugin', sys.argv[1])\n"
-        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "import importlib, sys, types\n"
+        "package = types.ModuleType('autovmap')\n"
+        "package.__path__ = [sys.argv[1]]\n"
+        "sys.modules['autovmap'] = package\n"
+        "importlib.import_module('autovmap.mypy_plugin')\n"
         "assert 'jax' not in sys.modules, sorted(m for m in sys.modules if m.startswith('jax'))\n"
     )
-    plugin = ROOT / "autovmap" / "mypy_plugin.py"
-    subprocess.run([sys.executable, "-c", code, str(plugin)], check=True, env=ENV, timeout=120)
+    package = ROOT / "autovmap"
+    subprocess.run([sys.executable, "-c", code, str(package)], check=True, env=ENV, timeout=120)
+
+
+EDITABLE_CLIENT = """\
+from jax import Array
+
+from autovmap import auto_vmap
+
+
+@auto_vmap(v=1)
+def double(v: Array) -> Array:
+    return 2 * v
+
+
+label: str = double(v=double)  # reported: not an `Array`, not a `str`
+"""
+
+
+def _editable_install_of_this_clone() -> bool:
+    """Whether the running environment has this clone installed with `pip install -e`."""
+    try:
+        direct_url = importlib.metadata.distribution("autovmap").read_text("direct_url.json")
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    if direct_url is None:
+        return False
+    info = json.loads(direct_url)
+    url = info.get("url", "")
+    return (
+        info.get("dir_info", {}).get("editable", False)
+        and url.startswith("file://")
+        and (pathlib.Path(urllib.parse.unquote(url.removeprefix("file://"))).resolve() == ROOT)
+    )
+
+
+@NEWEST
+@pytest.mark.skipif(
+    not _editable_install_of_this_clone(),
+    reason="autovmap is not installed from this clone with `pip install -e '.[test]'`",
+)
+@pytest.mark.parametrize("checker", ["mypy", "pyright"])
+def test_editable_install_is_visible_to_checkers_run_elsewhere(tmp_path, checker):
+    """The README's `pip install -e '.[test]'`, then a checker run from another folder, with
+    no `PYTHONPATH`: it must find the package and its stub (an import hook would hide them)."""
+    (tmp_path / "client.py").write_text(EDITABLE_CLIENT)
+    env = {name: value for name, value in ENV.items() if name != "PYTHONPATH"}
+    if checker == "mypy":
+        cache = ROOT / ".mypy_cache" / "editable"
+        command = [*MYPY, "--strict", "--cache-dir", str(cache), "client.py"]
+    else:
+        command = [str(PYRIGHT), "--outputjson", "--pythonpath", sys.executable, "client.py"]
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    # Found and typed: the errors are those of the last line only, which only the stub can tell
+    # (the argument is not an `Array`, the result not a `str`), none on the import.
+    assert run.returncode == 1, _output(run)
+    if checker == "mypy":
+        lines = {int(match["line"]) for match in MYPY_ERROR.finditer(run.stdout)}
+    else:
+        lines = {
+            diagnostic["range"]["start"]["line"] + 1
+            for diagnostic in json.loads(run.stdout)["generalDiagnostics"]
+            if diagnostic["severity"] == "error"
+        }
+    assert lines == {len(EDITABLE_CLIENT.splitlines())}, _output(run)

@@ -1,18 +1,20 @@
 """Misuses of `autovmap` that mypy (with and without the plugin) and pyright must report.
 
 Every line that ends in an `E:` comment must be reported by every checker, a line that ends in
-an `E[pyright, plugin]:` comment by pyright and mypy with the plugin alone, and no other line:
+an `E[pyright, plugin]:` comment by pyright (strict) and mypy with the plugin alone, and no
+other line (`mypy` is mypy without the plugin, `basic` pyright in its basic mode):
 tests/test_typing.py compares the line numbers. (The mypy plugin's own checks are pinned in
 client_plugin.py.) This file is type-checked, never run.
 """
 
+import functools
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import numpy as np
 from jax import Array
 
-from autovmap import auto_vmap
+from autovmap import auto_vmap, vectorize
 
 T = TypeVar("T")
 
@@ -75,7 +77,7 @@ class Scale:
         return self.factor * a
 
 
-factor = auto_vmap(a=1)(Scale()).factor  # E: a function has no `factor`
+factor = auto_vmap(a=1)(Scale()).factor  # E[mypy, plugin, pyright]: a function has no `factor`
 
 
 # A generic function stays generic: its type variable is solved at each call.
@@ -152,4 +154,62 @@ auto_vmap(a=1)(generate)(v)  # E: not callable
 
 # A lambda takes its parameter types from the declared type (mypy gives it `Any` parameters, as
 # it does under `jax.vmap`).
-f: Callable[[Array], Array] = auto_vmap(x=1)(lambda x: x.nope)  # E[pyright]: `x` is an Array
+f: Callable[[Array], Array] = auto_vmap(x=1)(lambda x: x.nope)  # E[pyright, basic]: `x` is an Array
+
+
+# `vectorize` types as `auto_vmap` does.
+def identity(tree: T) -> T:
+    return tree
+
+
+def moments(a: Array) -> tuple[float, float]:
+    return 1.0, 2.0
+
+
+vectorized_label: str = vectorize(identity)(v)  # E: `vectorize(identity)(v)` is an `Array`
+vectorized_first: float = vectorize(moments)(v)[0]  # E: a batched call returns arrays
+g: Callable[[Array], Array] = vectorize(lambda x: x.nope)  # E[pyright, basic]: `x` is an Array
+
+
+# `functools.partial(auto_vmap, ...)` as a preset keeps the function's parameters and return
+# type: mypy alone types a `partial` of overloads `Any`, which the plugin replaces.
+unchecked = functools.partial(auto_vmap, check=False)
+
+
+@unchecked
+def center(a: Array, b: Array) -> Array:
+    return a - b
+
+
+center(a=center)  # E[pyright, basic, plugin]: `b` missing, `a` not an Array
+centered: str = center(v, v)  # E[pyright, basic, plugin]: an Array is not a str
+by_signature = functools.partial(vectorize, signature="(n)->()")
+norms: float = by_signature(moments)(v)  # E[pyright, basic, plugin]: not a float
+
+
+# Where a return type is expected, a function returning `Any` (or a lambda) matches several of
+# the stub's rows, which mypy alone resolves to `Any`; the plugin keeps the first row's type.
+def anything(a: Array) -> Any:
+    return a
+
+
+def batch_anything() -> Callable[[Array], Any]:
+    return auto_vmap(a=1)(anything)  # E[mypy]: returning `Any` (the plugin fixes it)
+
+
+def batch_lambda(k: float) -> Callable[[Array], Array]:
+    return auto_vmap(a=1)(lambda a: k * a)  # E[mypy]: returning `Any` (the plugin fixes it)
+
+
+# An overloaded function: with the plugin, each overload goes through the return-type rule;
+# pyright and mypy alone keep the overloads as declared, as `jax.vmap` does.
+@overload
+def size_of(a: Array) -> Array: ...
+@overload
+def size_of(a: Array, axis: int) -> int: ...
+def size_of(a: Array, axis: int | None = None) -> Array | int:
+    return a if axis is None else a.shape[axis]
+
+
+size_of_each = auto_vmap(a=1)(size_of)
+sizes: int = size_of_each(v, 0)  # E[plugin]: a batched call returns an array

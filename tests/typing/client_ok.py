@@ -6,8 +6,9 @@ where both checkers spell them the same way (positional-only parameters); elsewh
 types of calls, and client_errors.py shows that the parameters are kept.
 """
 
+import functools
 from collections.abc import Callable
-from typing import Any, Final, TypeVar, assert_type
+from typing import Any, Final, NamedTuple, TypeVar, assert_type
 
 import jax
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ import numpy as np
 from jax import Array
 from jaxtyping import Float
 from numpy.typing import NDArray
+from typing_extensions import TypedDict
 
 import autovmap as autovmap_module
 from autovmap import (
@@ -353,3 +355,77 @@ try:
     raise AssertionError("n is 3 in v and 2 in w")
 except CoreDimError as error:
     assert_type(error, CoreDimError)
+
+
+# A `NamedTuple` keeps its class: a batched call returns one, its fields arrays.
+class Stats(NamedTuple):
+    mean: Array
+    size: int
+
+
+@auto_vmap(v=1)
+def describe(v: Array) -> Stats:
+    return Stats(v.mean(), v.size)
+
+
+described = describe(x)
+assert_type(described, Stats)
+assert_type(described.mean, Array)
+assert isinstance(described, Stats) and described.mean.shape == (4,)
+assert isinstance(described.size, jax.Array)  # declared `int`: an array, batched
+
+
+# `vectorize` has the rows of `auto_vmap`: generic functions stay generic, containers of scalars
+# may hold arrays, a lambda takes its parameter types from the declared type.
+def identity(t: T) -> T:
+    return t
+
+
+def moments(v: Array) -> tuple[float, float]:
+    return 1.0, 2.0
+
+
+assert_type(vectorize(identity)(x), Array)
+assert vectorize(identity)(x).shape == (4, 3)
+vectorized_moments = vectorize(moments, signature="(n)->(),()")
+assert_type(vectorized_moments(x), tuple[float, float] | tuple[Array, ...])
+assert all(isinstance(moment, jax.Array) for moment in vectorized_moments(x))
+vectorized_lambda: Callable[[Array], Array] = vectorize(lambda v: 2 * v)
+assert vectorized_lambda(x).shape == (4, 3)
+
+
+# Option presets: a closed `TypedDict` (PEP 728) of options, spread into the call with ranks;
+# closed, so pyright knows it holds no other key, which would land in the ranks.
+class Preset(TypedDict, total=False, closed=True):
+    check: bool
+    chunk_size: int | None
+
+
+FAST: Final[Preset] = {"check": False, "chunk_size": 2}
+
+
+@auto_vmap(v=1, w=2, **FAST)
+def preset_matvec(v: Array, w: Array, /) -> Array:
+    return w @ v
+
+
+assert_type(preset_matvec, Callable[[Array, Array], Array])
+assert preset_matvec(x, m).shape == (4, 3)
+
+# Or a configured decorator kept in a name, with ranks from the annotations.
+unchecked = auto_vmap(check=False)
+
+
+@unchecked
+def unchecked_matvec(v: Float[Array, " n"], w: Float[Array, "n n"], /) -> Float[Array, " n"]:
+    return w @ v
+
+
+assert_type(unchecked_matvec, Callable[[Array, Array], Array])
+assert unchecked_matvec(x, m).shape == (4, 3)
+
+
+# Other uses of `functools.partial` type as they do without the plugin (which hooks `partial`).
+parse_binary = functools.partial(int, base=2)
+assert_type(parse_binary("101"), int)
+assert parse_binary("101") == 5

@@ -11,6 +11,7 @@ from typing import Any, Final
 import jax
 import numpy as np
 from jax import Array
+from jax.sharding import PartitionSpec
 
 from autovmap import AutoVmap, auto_vmap, autovmap
 
@@ -199,3 +200,55 @@ async def fetch_one(a: Array) -> Array:
 
 
 fetch_later = auto_vmap(fetch_one)  # E: an `async def` function
+
+
+# Options of the wrong type: the stub's form for `auto_vmap(**ranks)` takes each of these for a
+# rank (a str, an int, a sequence), so only the plugin reports them.
+CHUNK_SIZE: Final = 8
+AXIS: Final = 0
+auto_vmap(chunk_size=str(CHUNK_SIZE))  # E: a str
+auto_vmap(axis_name=0)  # E: an int
+auto_vmap(axis_name=AXIS)  # E: an int, through a `Final` name
+auto_vmap(spmd_axis_name=["data"])  # E: a list, not a tuple
+auto_vmap(signature=("(n)->()",))  # E: a tuple of signatures
+auto_vmap(signature=3)  # E: an int
+auto_vmap(signature=b"(n)->()")  # E: bytes
+auto_vmap(chunk_size=8, axis_name="batch")  # E: a collective needs the whole batch at once
+
+
+@auto_vmap(v=1, axis_name=1)  # E: `axis_name` takes a str
+def scaled(v: Array) -> Array:
+    return v
+
+
+class Config:
+    SIGNATURE = ("(n)->()",)
+    CHUNK = "8"
+    AXIS_NAME = "batch"
+
+
+auto_vmap(signature=Config.SIGNATURE)  # E: a tuple, through a class attribute
+auto_vmap(chunk_size=Config.CHUNK)  # E: a str, through a class attribute
+auto_vmap(chunk_size=4, axis_name=Config.AXIS_NAME)  # E: both, through a class attribute
+maybe_axis: str | None = None
+auto_vmap(axis_name="batch", spmd_axis_name=("data", "model"))
+auto_vmap(chunk_size=CHUNK_SIZE, axis_name=None)  # `None` gives no axis name
+auto_vmap(chunk_size=8, axis_name=maybe_axis)  # perhaps `None`: not reported
+
+
+def sharded(spec: PartitionSpec) -> AutoVmap:
+    return auto_vmap(spmd_axis_name=spec, signature=None)
+
+
+# An option named like a parameter of the function is ambiguous: option or rank?
+@auto_vmap(v=1, check=False)  # E: the function has a parameter `check`
+def gated(v: Array, check: bool) -> Array:
+    return v
+
+
+def gate(v: Array, chunk_size: int) -> Array:
+    return v
+
+
+gated_by_call = auto_vmap(gate, chunk_size=2)  # E: `chunk_size` is a parameter of `gate`
+gated_ok = auto_vmap(1, None)(gate)  # ranked positionally: no option given
