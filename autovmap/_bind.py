@@ -40,7 +40,8 @@ _OWN_LEAVES = (np.ndarray, *PYTHON_SCALARS)  # besides JAX arrays: values that a
 def shape_of(leaf: Any) -> Shape | None:
     """The shape of an array-like leaf; `None` for leaves that are not arrays (strings, ...)."""
     if _ARRAY_TYPES.get(type(leaf)):  # the common case first: this runs for every leaf
-        return leaf.shape
+        known: Shape = leaf.shape
+        return known
     if isinstance(leaf, jax.Array):
         return leaf.shape
     if isinstance(leaf, (np.ndarray, np.generic)):
@@ -395,18 +396,19 @@ def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bound
             if isinstance(flat_ranks, int):
                 flat_ranks = [flat_ranks] * len(flat)
             slots = []
-            for slot, (leaf, rank) in enumerate(zip(flat, flat_ranks)):
-                if rank is None:
+            for slot, (leaf, leaf_rank) in enumerate(zip(flat, flat_ranks)):
+                if leaf_rank is None:
                     continue
                 shape = shape_of(leaf)
                 if shape is None:
                     continue
                 slots.append(slot)
-                if len(shape) < rank and short is None:
+                if len(shape) < leaf_rank and short is None:
                     short = len(leaves)
                 leaves.append(leaf)
-                ranks.append(rank)
-                batch_shapes.append(shape[: len(shape) - rank] if len(shape) >= rank else ())
+                ranks.append(leaf_rank)
+                extra = len(shape) - leaf_rank  # the number of batch dims, if not negative
+                batch_shapes.append(shape[:extra] if extra >= 0 else ())
             if not slots and param.source == "explicit" and any(r is not None for r in flat_ranks):
                 raise _refuse_no_arrays(spec, key, value, param)
         if slots:
