@@ -416,12 +416,14 @@ def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bound
     return BoundCall(args, kwargs, arguments, leaves, ranks, batch_shapes, short)
 
 
-_ARRAY_TYPES: dict[type, bool] = {}  # per leaf type: is it a `jax.Array` (tracers included)?
+_ARRAY_TYPES: dict[type, bool] = {}  # per leaf type: `issubclass(t, jax.Array)`
 
 
 def _is_array_type(t: type) -> bool:
     """`issubclass(t, jax.Array)`, remembered: a dict lookup costs a quarter of `isinstance`
-    against `jax.Array`, which runs for every ranked argument of every call."""
+    against `jax.Array`, which runs for every ranked argument of every call. `False` for
+    tracers, which `isinstance` counts as arrays by their aval: callers then take the path
+    that tests the value itself."""
     known = _ARRAY_TYPES.get(t)
     if known is None:
         known = _ARRAY_TYPES.setdefault(t, issubclass(t, jax.Array))
@@ -429,10 +431,15 @@ def _is_array_type(t: type) -> bool:
 
 
 def all_arrays(flat: list[Any]) -> bool:
-    """Whether every leaf is a JAX array, with one type test per distinct type."""
+    """Whether every leaf is a JAX array (`isinstance(leaf, jax.Array)`), with one type test
+    per distinct type where that tells: tracers are arrays by their value (their aval), not by
+    their type, so they are tested one by one."""
     if len(flat) == 1:
-        return _is_array_type(type(flat[0]))
-    return all(map(_is_array_type, set(map(type, flat))))
+        if _is_array_type(type(flat[0])):
+            return True
+    elif all(map(_is_array_type, set(map(type, flat)))):
+        return True
+    return all(isinstance(leaf, jax.Array) for leaf in flat)
 
 
 def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BoundCall | None:

@@ -178,3 +178,21 @@ def test_signature_calls_take_the_same_outcome_by_position_and_by_keyword() -> N
             assert by_position == by_keyword
         else:
             assert_trees_close(by_position, by_keyword)
+
+
+def test_tracers_are_arrays_to_the_fast_walk() -> None:
+    """Tracers are `jax.Array`s by their aval, not by their type: under `jax.jit` an unbatched
+    call traces the function alone (no conversion), a batched one what `jax.vmap` traces, and
+    a decorated function called from inside another one (its arguments `BatchTracer`s) gives
+    the loop's numbers."""
+    f = auto_vmap(x=1)(jnp.sin)
+    x, xs = jnp.ones(3), jnp.ones((4, 3))
+    assert str(jax.make_jaxpr(f)(x)) == str(jax.make_jaxpr(jnp.sin)(x))
+    assert str(jax.make_jaxpr(f)(xs)) == str(jax.make_jaxpr(jax.vmap(jnp.sin))(xs))
+    inner = auto_vmap(a=1, b=1)(lambda a, b: jnp.sum(a * b))
+    outer = auto_vmap(a=2, b=1)(lambda a, b: inner(a, b))  # inner: batch (rows,) of a
+    a = jnp.asarray(np.random.default_rng(2).normal(size=(5, 4, 3)), jnp.float32)
+    b = jnp.asarray(np.random.default_rng(3).normal(size=(3,)), jnp.float32)
+    expected = loop(lambda a, b: (a * b).sum(-1), [a, b], [2, 1], (5,))
+    assert_trees_close(outer(a, b), expected)
+    assert_trees_close(jax.jit(outer)(a, b), expected)
