@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import numpy as np
 
-from ._annotations import EachRank, FieldRanks, leaf_rank, rank_at
+from ._annotations import EachRank, FieldRanks, leaf_rank as pick_rank, rank_at
 from ._errors import (
     AutoVmapError,
     RankTooLargeError,
@@ -31,12 +32,17 @@ from ._spec import CallSpec, ParamRank, is_none
 hide_from_tracebacks(__file__)
 
 _P = inspect.Parameter
+_SHAPE = operator.attrgetter("shape")
 PYTHON_SCALARS = (bool, int, float, complex)
+_OWN_LEAVES = (np.ndarray, *PYTHON_SCALARS)  # besides JAX arrays: values that are one leaf
 
 
 def shape_of(leaf: Any) -> Shape | None:
     """The shape of an array-like leaf; `None` for leaves that are not arrays (strings, ...)."""
-    if isinstance(leaf, jax.Array):  # the common case first: this runs for every leaf
+    if _ARRAY_TYPES.get(type(leaf)):  # the common case first: this runs for every leaf
+        known: Shape = leaf.shape
+        return known
+    if isinstance(leaf, jax.Array):
         return leaf.shape
     if isinstance(leaf, (np.ndarray, np.generic)):
         return leaf.shape
@@ -69,10 +75,14 @@ class RankedArgument:
         return self.param.label(self.key)
 
     def rebuild(self, leaves: list[Any]) -> Any:
+        if self.unflatten is None:  # the value is its own single, ranked leaf
+            return leaves[self.start]
+        if len(self.slots) == len(self.flat):  # every leaf is ranked: a slice, in order
+            return self.unflatten(leaves[self.start : self.start + len(self.slots)])
         flat = list(self.flat)
         for i, slot in enumerate(self.slots):
             flat[slot] = leaves[self.start + i]
-        return flat[0] if self.unflatten is None else self.unflatten(flat)
+        return self.unflatten(flat)
 
     def leaf_labels(self) -> list[str]:
         """The label and pytree path of each ranked leaf; only computed for messages."""
@@ -105,11 +115,15 @@ class BoundCall:
     arguments: list[RankedArgument]
     leaves: list[Any]  # the ranked array leaves, in argument order
     ranks: list[int]  # the rank of each
+    # Per ranked leaf, `shape[:ndim - rank]`, read in the same walk as the leaves; `()` for a
+    # leaf whose ndim is below its rank, the first of which is `short` (`None`: none is).
+    batch_shapes: list[Shape]
+    short: int | None
 
     def rebuild(self, leaves: list[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The call's arguments with the ranked leaves replaced by `leaves`."""
         args = list(self.args)
-        kwargs = dict(self.kwargs)
+        kwargs = dict(self.kwargs) if self.kwargs else {}
         for argument in self.arguments:
             value = argument.rebuild(leaves)
             if isinstance(argument.key, int):
@@ -124,20 +138,17 @@ class BoundCall:
 
 def _flatten(
     spec: CallSpec, key: int | str, value: Any, param: ParamRank
-) -> tuple[list[Any], list[int | None], Callable[[list[Any]], Any] | None]:
-    """Every leaf of one argument with its rank, and how to put the leaves back together."""
+) -> tuple[list[Any], int | list[int | None], Callable[[list[Any]], Any] | None]:
+    """Every leaf of one argument with its rank (one int when every leaf has it), and how to
+    put the leaves back together."""
     rank = param.rank
     if isinstance(rank, int):
-        if isinstance(value, (jax.Array, np.ndarray)) or isinstance(value, PYTHON_SCALARS):
-            return [value], [rank], None  # the common case, without tree_flatten
+        if _is_array_type(type(value)) or isinstance(value, _OWN_LEAVES):
+            return [value], rank, None  # the common case, without tree_flatten
         leaves, treedef = jax.tree_util.tree_flatten(value)
         if rank > 0 and _is_list_of_numbers(value):
             raise _refuse_list_of_numbers(spec, key, value, param)
-        return (
-            leaves,
-            [rank] * len(leaves),
-            functools.partial(jax.tree_util.tree_unflatten, treedef),
-        )
+        return leaves, rank, functools.partial(jax.tree_util.tree_unflatten, treedef)
     if isinstance(rank, (FieldRanks, EachRank)):
         with_paths, treedef = jax.tree_util.tree_flatten_with_path(value)
         # An unregistered class is one leaf at the root; a registered one with a single array
@@ -355,31 +366,144 @@ def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bound
             raise _binding_error(spec, args, kwargs)  # given both positionally and by keyword
         if keyword_param.rank is not None and value is not None:
             found.append((name, value, keyword_param))
-    missing_positional = spec.positional[len(args) : spec.required_positional]
-    for param in (*missing_positional, *spec.required_keyword_only):
-        if not _given(param, args, kwargs):
-            raise _binding_error(spec, args, kwargs)
-    defaults = [(p, d) for p, d in spec.keyword_defaults if not _given(p, args, kwargs)]
-    if defaults:
-        kwargs = {**kwargs, **{p.name: d for p, d in defaults}}
-        found.extend((p.name, d, p) for p, d in defaults)
+    if len(args) < spec.required_positional or spec.required_keyword_only:
+        missing_positional = spec.positional[len(args) : spec.required_positional]
+        for param in (*missing_positional, *spec.required_keyword_only):
+            if not _given(param, args, kwargs):
+                raise _binding_error(spec, args, kwargs)
+    if spec.keyword_defaults:
+        defaults = [(p, d) for p, d in spec.keyword_defaults if not _given(p, args, kwargs)]
+        if defaults:
+            kwargs = {**kwargs, **{p.name: d for p, d in defaults}}
+            found.extend((p.name, d, p) for p, d in defaults)
     arguments = []
     leaves: list[Any] = []
     ranks: list[int] = []
+    batch_shapes: list[Shape] = []
+    short = None
     for key, value, param in found:
         flat, flat_ranks, unflatten = _flatten(spec, key, value, param)
-        slots = []
-        for slot, (leaf, rank) in enumerate(zip(flat, flat_ranks)):
-            if rank is not None and shape_of(leaf) is not None:
-                if rank.__class__ is not int:  # a union whose member the leaf's dtype picks
-                    rank = leaf_rank(rank, leaf, spec.fn, param.label(key))
+        start = len(leaves)
+        if isinstance(flat_ranks, int) and all_arrays(flat):
+            # One rank for every leaf, each a JAX array (the common pytree): whole-list steps.
+            rank = flat_ranks
+            shapes = list(map(_SHAPE, flat))  # `map`, not comprehensions: no call per list
+            slots = list(range(len(flat)))
+            leaves += flat
+            ranks += [rank] * len(flat)
+            if not rank:
+                batch_shapes += shapes
+            elif not shapes or min(map(len, shapes)) >= rank:
+                batch_shapes += map(operator.itemgetter(slice(-rank)), shapes)
+            else:  # a leaf below its rank: `plan` reports the first
+                batch_shapes += [shape[: max(len(shape) - rank, 0)] for shape in shapes]
+                if short is None:
+                    short = start + [len(shape) < rank for shape in shapes].index(True)
+        else:
+            if isinstance(flat_ranks, int):
+                flat_ranks = [flat_ranks] * len(flat)
+            slots = []
+            for slot, (leaf, leaf_rank) in enumerate(zip(flat, flat_ranks)):
+                if leaf_rank is None:
+                    continue
+                shape = shape_of(leaf)
+                if shape is None:
+                    continue
+                if leaf_rank.__class__ is not int:  # a union whose member the leaf's dtype picks
+                    leaf_rank = pick_rank(leaf_rank, leaf, spec.fn, param.label(key))
                 slots.append(slot)
+                if len(shape) < leaf_rank and short is None:
+                    short = len(leaves)
                 leaves.append(leaf)
-                ranks.append(rank)
-        if not slots and param.source == "explicit" and any(r is not None for r in flat_ranks):
-            raise _refuse_no_arrays(spec, key, value, param)
+                ranks.append(leaf_rank)
+                extra = len(shape) - leaf_rank  # the number of batch dims, if not negative
+                batch_shapes.append(shape[:extra] if extra >= 0 else ())
+            if not slots and param.source == "explicit" and any(r is not None for r in flat_ranks):
+                raise _refuse_no_arrays(spec, key, value, param)
         if slots:
-            arguments.append(
-                RankedArgument(key, param, value, flat, slots, len(leaves) - len(slots), unflatten)
-            )
-    return BoundCall(args, kwargs, arguments, leaves, ranks)
+            arguments.append(RankedArgument(key, param, value, flat, slots, start, unflatten))
+    return BoundCall(args, kwargs, arguments, leaves, ranks, batch_shapes, short)
+
+
+_ARRAY_TYPES: dict[type, bool] = {}  # per leaf type: `issubclass(t, jax.Array)`
+
+
+def _is_array_type(t: type) -> bool:
+    """`issubclass(t, jax.Array)`, remembered: a dict lookup costs a quarter of `isinstance`
+    against `jax.Array`, which runs for every ranked argument of every call. `False` for
+    tracers, which `isinstance` counts as arrays by their aval: callers then take the path
+    that tests the value itself."""
+    known = _ARRAY_TYPES.get(t)
+    if known is None:
+        known = _ARRAY_TYPES.setdefault(t, issubclass(t, jax.Array))
+    return known
+
+
+def all_arrays(flat: list[Any]) -> bool:
+    """Whether every leaf is a JAX array (`isinstance(leaf, jax.Array)`), with one type test
+    per distinct type where that tells: tracers are arrays by their value (their aval), not by
+    their type, so they are tested one by one."""
+    if len(flat) == 1:
+        if _is_array_type(type(flat[0])):
+            return True
+    elif all(map(_is_array_type, set(map(type, flat)))):
+        return True
+    return all(isinstance(leaf, jax.Array) for leaf in flat)
+
+
+def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BoundCall | None:
+    """`bind`, in one walk of the arguments, or `None` for a call that certainly needs no
+    batching and no conversion: every positional argument given and nothing else, each `None`,
+    unranked, or a JAX array of exactly its rank (the call then runs as it is).
+
+    A call giving exactly the positional arguments of a function whose ranks are all ints (or
+    `None`) is walked here; anything else (keywords, pytrees, NumPy arrays, Python scalars, a
+    leaf below its rank) by `bind`, which also explains what does not fit."""
+    plain = spec.plain_ranks
+    if plain is None or kwargs or len(args) != len(plain):
+        return bind(spec, args, kwargs)
+    # Unbatched calls cost only this loop: nothing is collected until a leaf needs more.
+    for i, (value, rank) in enumerate(zip(args, plain)):
+        if rank is None or value is None:
+            continue
+        is_array = _ARRAY_TYPES.get(type(value))  # `_is_array_type`, inlined
+        if is_array and len(value.shape) == rank:
+            continue  # a JAX array of exactly its rank
+        if is_array is False:
+            return bind(spec, args, kwargs)  # NumPy arrays, Python scalars, pytrees
+        return _bind_plain(spec, args, plain, i)
+    return None
+
+
+def _bind_plain(
+    spec: CallSpec, args: tuple[Any, ...], plain: tuple[int | None, ...], first: int
+) -> BoundCall | None:
+    """`bind_call` from the first argument that is not a JAX array of exactly its rank on
+    (those before it are: their batch shape is `()`). One plain loop: on Python 3.11 every
+    comprehension costs a function call."""
+    arguments: list[RankedArgument] = []
+    leaves: list[Any] = []
+    ranks: list[int] = []
+    batch_shapes: list[Shape] = []
+    batched = False
+    positional = spec.positional
+    for i, (value, rank) in enumerate(zip(args, plain)):
+        if rank is None or value is None:
+            continue
+        if i < first:
+            batch_shape: Shape = ()
+        else:
+            if not _is_array_type(type(value)):
+                return bind(spec, args, {})  # NumPy arrays, Python scalars, pytrees
+            shape = value.shape
+            if len(shape) < rank:
+                return bind(spec, args, {})  # below its rank: `bind` and `plan` explain
+            batch_shape = shape[: len(shape) - rank]
+            batched = batched or len(shape) > rank
+        arguments.append(RankedArgument(i, positional[i], value, [value], [0], len(leaves), None))
+        leaves.append(value)
+        ranks.append(rank)
+        batch_shapes.append(batch_shape)
+    if not batched:
+        return None  # a JAX array type seen for the first time
+    return BoundCall(args, {}, arguments, leaves, ranks, batch_shapes, None)

@@ -14,7 +14,7 @@ import jax
 from jax.sharding import PartitionSpec
 
 from ._annotations import AnnotationReader, batched_annotation, caller_frame
-from ._bind import BoundCall, bind, explain_failure, shape_of
+from ._bind import BoundCall, all_arrays, bind, bind_call, explain_failure
 from ._check import Invoke, check_core_dims, invoker, remembered_invoker
 from ._describe import Plan, broadcast_error, describe, fmt_shape, rank_too_large
 from ._errors import (
@@ -76,14 +76,17 @@ class BatchedCall:
         return result
 
     def _call(self, invoke: Invoke, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        spec = self.spec
+        bound = bind_call(spec, args, kwargs)
         options = self.options
         named = options.axis_name is not None
-        if not named and self._certainly_unbatched(args, kwargs):
-            return invoke(args, kwargs)
-        bound = bind(self.spec, args, kwargs)
+        if bound is None:  # every ranked argument a JAX array of exactly its rank
+            if not named and (spec.core is None or spec.core.sizes(args) is not None):
+                return invoke(args, kwargs)
+            bound = bind(spec, args, kwargs)  # named dims that differ: explained below
         plan = self.plan(bound)
         if plan is None:  # no batch dims: one call, with the ranked leaves as JAX arrays
-            if all(isinstance(leaf, jax.Array) for leaf in bound.leaves):
+            if all_arrays(bound.leaves):
                 args, kwargs = bound.args, bound.kwargs
             else:
                 args, kwargs = bound.rebuild([jax.numpy.asarray(x) for x in bound.leaves])
@@ -112,34 +115,20 @@ class BatchedCall:
                 )
             raise
 
-    def _certainly_unbatched(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
-        """True only for calls that certainly need no batching and no conversion: every
-        positional argument given and nothing else, each `None` or a JAX array of exactly its
-        rank. Keeps the cost of unbatched calls small; anything else takes the full path."""
-        ranks = self.spec.plain_ranks
-        if kwargs or ranks is None or len(args) != len(ranks):
-            return False
-        for value, rank in zip(args, ranks):
-            if rank is not None and value is not None:
-                if not isinstance(value, jax.Array) or value.ndim != rank:
-                    return False
-        return self.spec.core is None or self.spec.core.sizes(args) is not None  # named dims
-
     def plan(self, bound: BoundCall) -> VmapPlan | None:
         """The plan of a bound call, `None` when no leaf has batch dims. Raises our shape
         errors, before any JAX work."""
-        batch_shapes = []
-        for i, (leaf, rank) in enumerate(zip(bound.leaves, bound.ranks)):
-            shape = shape_of(leaf)
-            assert shape is not None
-            if len(shape) < rank:
-                raise rank_too_large(self.spec.fn, bound, i)
-            batch_shapes.append(shape[: len(shape) - rank])
-        check_core_dims(self.spec, bound)  # named core dims, before broadcasting the batch
-        if not any(batch_shapes):
+        if bound.short is not None:
+            raise rank_too_large(self.spec.fn, bound, bound.short)
+        core = self.spec.core
+        # Named core dims, before broadcasting the batch: read from the end of the shapes, so
+        # `core.sizes` answers for plain calls, batched or not; `check_core_dims` explains.
+        if core is not None and (bound.kwargs or core.sizes(bound.args) is None):
+            check_core_dims(self.spec, bound)
+        if not any(bound.batch_shapes):
             return None
         try:
-            return plan_for(tuple(batch_shapes))
+            return plan_for(tuple(bound.batch_shapes))
         except IncompatibleBatchShapes as e:
             raise broadcast_error(self.spec.fn, bound, e) from None
 

@@ -248,8 +248,8 @@ class CoreDims:
 
     def sizes(self, args: tuple[Any, ...]) -> dict[str, int] | None:
         """The size of each named dim in a call of positional arguments only, each `None` or
-        an array of exactly its rank (what `BatchedCall._certainly_unbatched` accepts, and
-        what one example gets); `None` if the dims do not agree or this cannot tell (other
+        an array of at least its rank (dims are read from the end of the shape, so batched or
+        not, and one example); `None` if the dims do not agree or this cannot tell (other
         arguments), which the full path (`_check.named_sizes`) then explains."""
         if len(args) != len(self.positional):
             return None

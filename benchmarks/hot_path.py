@@ -1,18 +1,27 @@
 """The per-call cost of `auto_vmap` on small eager calls, beside the targets it is held to.
 
-    python benchmarks/hot_path.py            # about a minute on 2 cores
-    python benchmarks/hot_path.py --quick    # smoke run
+    python benchmarks/hot_path.py                  # a few minutes on 2 cores
+    python benchmarks/hot_path.py --quick          # smoke run
+    python benchmarks/hot_path.py --match pytree   # only the workloads whose name has "pytree"
+    python benchmarks/hot_path.py --cpu-time       # CPU time, steadier on a busy machine
 
 Each workload times `auto_vmap` against the hand-written alternative in one process,
-interleaved (see `_timing.compare`); the table gives the median ratio and the target. These
-are measurements, not tests: nothing asserts a time.
+interleaved (see `_timing.compare`); the table gives the median ratio, the target and whether
+it is met. These are measurements, not tests: nothing asserts a time.
+
+To add a workload, write a function `(quick) -> list[Workload]` decorated with `@workload`:
+it is run in the order of definition, and its rows land in the same table.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import pathlib
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -23,11 +32,38 @@ import numpy as np
 from _timing import Contender, compare, format_seconds, loop
 from jaxtyping import Array, Float
 
-from autovmap import auto_vmap
+from autovmap import auto_vmap, vectorize
+
+
+@dataclasses.dataclass
+class Workload:
+    """One row group of the table: a reference and the contenders timed against it, each with
+    its target ratio (`None`: shown for information, no target)."""
+
+    name: str
+    reference: Contender
+    timed: list[tuple[Contender, float | None]]
+
+
+WORKLOADS: list[Callable[[bool], list[Workload]]] = []
+
+
+def workload(build: Callable[[bool], list[Workload]]) -> Callable[[bool], list[Workload]]:
+    """Register a builder of workloads (called with `quick`)."""
+    WORKLOADS.append(build)
+    return build
 
 
 def _block(x: Any) -> Any:
     return jax.block_until_ready(x)
+
+
+CLOCK = [time.perf_counter]  # `--cpu-time`: `time.process_time`
+
+
+def timed(name: str, fn: Callable[[], Any]) -> Contender:
+    """A contender timing `fn()` (results blocked on)."""
+    return Contender(name, loop(lambda: _block(fn()), clock=CLOCK[0]))
 
 
 def tiny(x):
@@ -48,68 +84,129 @@ def concat(tree):
     return jax.lax.concatenate(jax.tree.leaves(tree), 0)
 
 
-def workloads(quick: bool) -> list[tuple[str, float, list[Contender]]]:
-    """(name, target ratio, contenders): the first contender is the reference."""
-    x8 = jnp.ones((8, 3))
-    x1 = jnp.ones(3)
+X8 = jnp.ones((8, 3))  # a tiny batch
+X1 = jnp.ones(3)  # one example
+
+
+@workload
+def tiny_batched(quick: bool) -> list[Workload]:
+    """Batch (8,) of a one-op function: every rank source, and the checked call."""
     hand = jax.vmap(tiny)
-    flat_tiny = jax.vmap(tiny)
     hand_typed = jax.vmap(tiny_typed)
+    explicit = auto_vmap(x=1)(tiny)
+    by_signature = auto_vmap(signature="(n)->(n)")(tiny)
+    vectorized = vectorize(tiny, signature="(n)->(n)")
+    jnp_vectorized = jnp.vectorize(tiny, signature="(n)->(n)")
     checked = auto_vmap(tiny_typed)
     unchecked = auto_vmap(check=False)(tiny_typed)
-    explicit = auto_vmap(x=1)(tiny)
-    checked_quad = auto_vmap(quad_typed)
-    s, m = jnp.float32(2.0), jnp.eye(3)
-    found: list[tuple[str, float, list[Contender]]] = [
-        (
+    reference = timed("jax.vmap (reference)", lambda: hand(X8))
+    return [
+        Workload(
             "batch (8,), one lax op, explicit ranks",
-            1.06,
+            reference,
+            [(timed("auto_vmap(x=1)", lambda: explicit(X8)), 1.06)],
+        ),
+        Workload(
+            "batch (8,), one lax op, signature=",
+            reference,
+            [(timed("auto_vmap(signature=...)", lambda: by_signature(X8)), 1.06)],
+        ),
+        Workload(
+            "batch (8,), one lax op, vectorize",
+            reference,
             [
-                Contender("jax.vmap (reference)", loop(lambda: _block(hand(x8)))),
-                Contender("auto_vmap(x=1)", loop(lambda: _block(explicit(x8)))),
+                (timed("autovmap.vectorize", lambda: vectorized(X8)), 1.06),
+                (timed("jnp.vectorize", lambda: jnp_vectorized(X8)), None),
             ],
         ),
-        (
-            "batch (8,), annotated, check=True",
-            1.06,
+        Workload(
+            "batch (8,), annotated, check=True (signature seen before)",
+            timed("jax.vmap (reference)", lambda: hand_typed(X8)),
             [
-                Contender("jax.vmap (reference)", loop(lambda: _block(hand_typed(x8)))),
-                Contender("auto_vmap (checks)", loop(lambda: _block(checked(x8)))),
-                Contender("auto_vmap(check=False)", loop(lambda: _block(unchecked(x8)))),
-            ],
-        ),
-        (
-            "no batch dims, quad annotated, check=True",
-            1.15,
-            [
-                Contender("undecorated (reference)", loop(lambda: _block(quad_typed(s, x1, m)))),
-                Contender("auto_vmap (checks)", loop(lambda: _block(checked_quad(s, x1, m)))),
-            ],
-        ),
-        (
-            "no batch dims, one lax op, annotated, check=True",
-            1.15,
-            [
-                Contender("undecorated (reference)", loop(lambda: _block(tiny_typed(x1)))),
-                Contender("auto_vmap (checks)", loop(lambda: _block(checked(x1)))),
+                (timed("auto_vmap (checks)", lambda: checked(X8)), 1.06),
+                (timed("auto_vmap(check=False)", lambda: unchecked(X8)), 1.06),
             ],
         ),
     ]
-    found.append(first_seen_checked_call())
+
+
+@workload
+def unbatched(quick: bool) -> list[Workload]:
+    """No batch dims: the decorator's cost on a call that needs no `jax.vmap`."""
+    explicit = auto_vmap(x=1)(tiny)
+    by_signature = auto_vmap(signature="(n)->(n)")(tiny)
+    vectorized = vectorize(tiny, signature="(n)->(n)")
+    jnp_vectorized = jnp.vectorize(tiny, signature="(n)->(n)")
+    checked = auto_vmap(tiny_typed)
+    checked_quad = auto_vmap(quad_typed)
+    s, m = jnp.float32(2.0), jnp.eye(3)
+    reference = timed("undecorated (reference)", lambda: tiny(X1))
+    return [
+        Workload(
+            "no batch dims, one lax op, explicit ranks",
+            reference,
+            [(timed("auto_vmap(x=1)", lambda: explicit(X1)), 1.15)],
+        ),
+        Workload(
+            "no batch dims, one lax op, signature=",
+            reference,
+            [(timed("auto_vmap(signature=...)", lambda: by_signature(X1)), 1.15)],
+        ),
+        Workload(
+            "no batch dims, one lax op, vectorize",
+            reference,
+            [
+                (timed("autovmap.vectorize", lambda: vectorized(X1)), 1.15),
+                (timed("jnp.vectorize", lambda: jnp_vectorized(X1)), None),
+            ],
+        ),
+        Workload(
+            "no batch dims, one lax op, annotated, check=True",
+            timed("undecorated (reference)", lambda: tiny_typed(X1)),
+            [(timed("auto_vmap (checks)", lambda: checked(X1)), 1.15)],
+        ),
+        Workload(
+            "no batch dims, quad annotated, check=True",
+            timed("undecorated (reference)", lambda: quad_typed(s, X1, m)),
+            [(timed("auto_vmap (checks)", lambda: checked_quad(s, X1, m)), 1.15)],
+        ),
+    ]
+
+
+@workload
+def pytrees(quick: bool) -> list[Workload]:
+    """A dict of arrays ranked by one int: the per-leaf cost."""
+    found = []
+    by_rank = auto_vmap(tree=1)(concat)
+    hand = jax.vmap(concat)
+    for leaves in (1, 64, 512) if quick else (1, 64, 1024, 4096):
+        tree = {f"w{i:04d}": jnp.full((8, 3), float(i)) for i in range(leaves)}
+        found.append(
+            Workload(
+                f"pytree of {leaves} leaves, batch (8,)",
+                timed("jax.vmap (reference)", lambda tree=tree: hand(tree)),
+                [(timed("auto_vmap(tree=1)", lambda tree=tree: by_rank(tree)), 1.03)],
+            )
+        )
     leaves = 512 if quick else 4096
     tree = {f"w{i:04d}": jnp.full((2, 4, 3), float(i)) for i in range(leaves)}
     nested = jax.vmap(jax.vmap(concat))
-    by_rank = auto_vmap(tree=1)(concat)
     found.append(
-        (
+        Workload(
             f"pytree of {leaves} leaves, batch (2, 4)",
-            1.0,
-            [
-                Contender("jax.vmap nested (reference)", loop(lambda: _block(nested(tree)))),
-                Contender("auto_vmap(tree=1)", loop(lambda: _block(by_rank(tree)))),
-            ],
+            timed("jax.vmap nested (reference)", lambda: nested(tree)),
+            [(timed("auto_vmap(tree=1)", lambda: by_rank(tree)), 1.0)],
         )
     )
+    return found
+
+
+@workload
+def batch_ranks(quick: bool) -> list[Workload]:
+    """Many batch dims: eager cost is flat in the batch rank."""
+    flat_tiny = jax.vmap(tiny)
+    explicit = auto_vmap(x=1)(tiny)
+    found = []
     for k in (1, 8, 16):
         shape = (2,) * k
         xs = jnp.ones((*shape, 3))
@@ -118,25 +215,20 @@ def workloads(quick: bool) -> list[tuple[str, float, list[Contender]]]:
             return flat_tiny(xs.reshape(-1, 3)).reshape(*shape, 3)
 
         found.append(
-            (
+            Workload(
                 f"{k} batch dims {shape if k < 4 else f'(2,)*{k}'}",
-                1.1,
-                [
-                    Contender(
-                        "jax.vmap, flattened (reference)", loop(lambda f=flattened: _block(f()))
-                    ),
-                    Contender("auto_vmap(x=1)", loop(lambda xs=xs: _block(explicit(xs)))),
-                ],
+                timed("jax.vmap, flattened (reference)", flattened),
+                [(timed("auto_vmap(x=1)", lambda xs=xs: explicit(xs)), 1.1)],
             )
         )
-    found += never_seen_shapes(quick)
     return found
 
 
-def never_seen_shapes(quick: bool) -> list[tuple[str, float, list[Contender]]]:
+@workload
+def never_seen_shapes(quick: bool) -> list[Workload]:
     """Eager calls whose batch shape is new each time (every op compiles): 2 to 4 batch dims.
     Each contender gets its own fresh shapes, made beforehand (making one compiles nothing)."""
-    found: list[tuple[str, float, list[Contender]]] = []
+    found = []
     calls = 8 if quick else 40
     for k in (2, 3, 4):
         hand = jax.vmap(tiny)
@@ -152,24 +244,54 @@ def never_seen_shapes(quick: bool) -> list[tuple[str, float, list[Contender]]]:
 
         hand_xs, ours_xs = fresh(), fresh()
         found.append(
-            (
+            Workload(
                 f"{k} batch dims, batch shape never seen before",
-                1.2,
+                Contender(
+                    "jax.vmap nested (reference)",
+                    loop(lambda f=hand, xs=hand_xs: _block(f(next(xs))), clock=CLOCK[0]),
+                    calibrate=False,
+                ),
                 [
-                    Contender(
-                        "jax.vmap nested (reference)",
-                        loop(lambda f=hand, xs=hand_xs: _block(f(next(xs)))),
-                        calibrate=False,
-                    ),
-                    Contender(
-                        "auto_vmap(x=1)",
-                        loop(lambda f=explicit, xs=ours_xs: _block(f(next(xs)))),
-                        calibrate=False,
-                    ),
+                    (
+                        Contender(
+                            "auto_vmap(x=1)",
+                            loop(
+                                lambda f=explicit, xs=ours_xs: _block(f(next(xs))), clock=CLOCK[0]
+                            ),
+                            calibrate=False,
+                        ),
+                        1.2,
+                    )
                 ],
             )
         )
     return found
+
+
+@workload
+def first_seen_checked_call(quick: bool) -> list[Workload]:
+    """A checked call whose signature was not seen before (the remembered outcomes are
+    forgotten before each call), against `jaxtyped(typechecker=beartype)` on the same function:
+    the cost of the checks themselves."""
+    from beartype import beartype  # only this row needs it
+    from jaxtyping import jaxtyped
+
+    s, v, m = jnp.float32(2.0), jnp.ones(3), jnp.eye(3)
+    by_beartype = jaxtyped(typechecker=beartype)(quad_typed)
+    checked = auto_vmap(quad_typed)
+    remembered = checked.__autovmap__.passed
+
+    def first_seen() -> Any:
+        remembered._entries.clear()  # as if this signature had never been seen
+        return checked(s, v, m)
+
+    return [
+        Workload(
+            "no batch dims, quad annotated, signature not seen before",
+            timed("jaxtyped(beartype) (reference)", lambda: by_beartype(s, v, m)),
+            [(timed("auto_vmap (checks)", first_seen), 1.0)],
+        )
+    ]
 
 
 def compiles_per_new_shape() -> str:
@@ -195,61 +317,62 @@ def compiles_per_new_shape() -> str:
     return "XLA compilations per call on a new batch shape: " + ", ".join(parts)
 
 
-def first_seen_checked_call() -> tuple[str, float, list[Contender]]:
-    """A checked call whose signature was not seen before (the remembered outcomes are
-    forgotten before each call), against `jaxtyped(typechecker=beartype)` on the same function:
-    the cost of the checks themselves."""
-    from beartype import beartype  # noqa: PLC0415 - only this row needs it
-    from jaxtyping import jaxtyped  # noqa: PLC0415
-
-    s, v, m = jnp.float32(2.0), jnp.ones(3), jnp.eye(3)
-    by_beartype = jaxtyped(typechecker=beartype)(quad_typed)
-    checked = auto_vmap(quad_typed)
-    remembered = checked.__autovmap__.passed
-
-    def first_seen() -> Any:
-        remembered._entries.clear()  # as if this signature had never been seen
-        return _block(checked(s, v, m))
-
-    return (
-        "no batch dims, quad annotated, signature not seen before",
-        1.0,
-        [
-            Contender("jaxtyped(beartype) (reference)", loop(lambda: _block(by_beartype(s, v, m)))),
-            Contender("auto_vmap (checks)", loop(first_seen)),
-        ],
-    )
-
-
 def check_results() -> None:
     """Nothing is timed unless the decorated functions compute what the reference computes."""
     x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 3)), jnp.float32)
     expected = np.sin(np.asarray(x))
-    for f in (auto_vmap(x=1)(tiny), auto_vmap(tiny_typed), auto_vmap(check=False)(tiny_typed)):
+    for f in (
+        auto_vmap(x=1)(tiny),
+        auto_vmap(signature="(n)->(n)")(tiny),
+        vectorize(tiny, signature="(n)->(n)"),
+        auto_vmap(tiny_typed),
+        auto_vmap(check=False)(tiny_typed),
+    ):
         np.testing.assert_allclose(f(x), expected, rtol=1e-6)
+        np.testing.assert_allclose(f(x[0, 0]), expected[0, 0], rtol=1e-6)
+    tree = {f"w{i}": x[0] + i for i in range(3)}
+    np.testing.assert_allclose(auto_vmap(tree=1)(concat)(tree), jax.vmap(concat)(tree))
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--match", default="", help="only workloads whose name contains this")
+    parser.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time CPU seconds of the process, not wall time (steadier on a busy machine)",
+    )
     args = parser.parse_args(argv)
-    found = workloads(args.quick)
+    if args.cpu_time:
+        CLOCK[0] = time.process_time
     check_results()
+    found = [w for build in WORKLOADS for w in build(args.quick) if args.match in w.name]
     reps, target_s = (5, 0.02) if args.quick else (15, 0.05)
-    print(f"jax {jax.__version__}, {jax.devices()[0].platform}; {reps} blocks per workload\n")
-    print("| workload | contender | median | ratio | target |")
-    print("|---|---|---:|---:|---:|")
-    for name, target, contenders in found:
+    clock = "CPU time of the process" if args.cpu_time else "wall time"
+    print(
+        f"jax {jax.__version__}, {jax.devices()[0].platform}; {reps} blocks per workload; "
+        f"{clock}; load average {os.getloadavg()[0]:.2f}\n"
+    )
+    print("| workload | contender | median | ratio | target | met? |")
+    print("|---|---|---:|---:|---:|:-:|")
+    for w in found:
         jax.clear_caches()
-        for row in compare(name, contenders, reps=reps, target_s=target_s):
+        contenders = [w.reference, *(c for c, _ in w.timed)]
+        targets = {c.name: target for c, target in w.timed}
+        for row in compare(w.name, contenders, reps=reps, target_s=target_s):
+            target = targets.get(row.contender)
             ratio = "—" if row.ratio is None else f"{row.ratio:.2f}"
-            is_ref = row.contender == contenders[0].name
+            met = ""
+            if target is not None and row.ratio is not None:
+                met = "yes" if round(row.ratio, 2) <= target else "NO"  # as shown
             print(
-                f"| {name} | {row.contender} | {format_seconds(row.median_s)} | {ratio} "
-                f"| {'' if is_ref else f'≤ {target:.2f}'} |",
+                f"| {w.name} | {row.contender} | {format_seconds(row.median_s)} | {ratio} "
+                f"| {'' if target is None else f'≤ {target:.2f}'} | {met} |",
                 flush=True,
             )
-    print(f"\n{compiles_per_new_shape()}")
+    if not args.match:
+        print("\n" + compiles_per_new_shape())
 
 
 if __name__ == "__main__":
