@@ -2,6 +2,7 @@
 
 import importlib.metadata
 
+from ._batched import Batched as Batched
 from ._decorator import (
     AutoVmap as AutoVmap,
     auto_vmap as auto_vmap,
