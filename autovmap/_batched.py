@@ -41,14 +41,17 @@ class BatchedMeta(type):
 
     def __getitem__(cls, item: Any) -> BatchedMeta:
         if cls is not Batched:
-            raise TypeError(f"`{cls!r}` is already subscripted")
+            raise RankSpecError(f"`{cls!r}` is already subscripted: write `Batched[T, 'e k']`.")
         if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], str)):
             raise RankSpecError(
                 "`Batched` takes a type and a dim string of the added leading dims, as in "
                 f"`Batched[MLP, 'e']`; got `Batched[{item!r}]`."
             )
         inner, dim_str = item
-        leading = jaxtyping.Shaped[Any, dim_str]  # raises jaxtyping's error on a bad string
+        try:
+            leading = jaxtyping.Shaped[Any, dim_str]
+        except ValueError as e:  # jaxtyping's own reason, such as two variadic dims
+            raise RankSpecError(f"`Batched[..., {dim_str!r}]`: {e}") from None
         name = f"Batched[{_name(inner)}, {dim_str!r}]"
         stacked = BatchedMeta(
             name, (Batched,), {"inner": inner, "dim_str": dim_str, "leading": leading}
