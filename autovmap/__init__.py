@@ -24,4 +24,26 @@ from ._errors import (
 )
 from ._vectorize import vectorize as vectorize
 
+# Every public name, as the stub lists them (it needs the list to export `Batched`).
+__all__ = [
+    "AnnotationCheckError",
+    "AutoVmap",
+    "AutoVmapError",
+    "BatchShapeError",
+    "Batched",
+    "BroadcastError",
+    "CoreDimError",
+    "LeafPlan",
+    "NothingToBatchWarning",
+    "OutputSignatureError",
+    "Plan",
+    "RankSpecError",
+    "RankTooLargeError",
+    "TreeStructureError",
+    "auto_vmap",
+    "autovmap",
+    "plan",
+    "vectorize",
+]
+
 __version__ = importlib.metadata.version("autovmap")

@@ -14,20 +14,22 @@ are batch dims. To type checkers, `Batched[T, "e"]` is `T` (see `__init__.pyi`).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jaxtyping
 import numpy as np
 import typeguard
+from jaxtyping import _storage
 
 from . import _annotations
 from ._errors import RankSpecError
 
-try:  # jaxtyping's memo of dim sizes: the same functions its own `PyTree` check uses
-    from jaxtyping._storage import get_shape_memo, set_shape_memo
-except ImportError:  # pragma: no cover - a jaxtyping that moved them: no rollback, no scope
-    get_shape_memo = set_shape_memo = None
+# jaxtyping's memo of dim sizes, through the functions its own `PyTree` check uses to keep the
+# dims bound by a failed check from leaking into the next one.
+get_shape_memo: Callable[[], tuple[dict[str, Any], ...]] = _storage.get_shape_memo
+set_shape_memo: Callable[..., None] = _storage.set_shape_memo
 
 
 class BatchedMeta(type):
@@ -48,6 +50,7 @@ class BatchedMeta(type):
                 f"`Batched[MLP, 'e']`; got `Batched[{item!r}]`."
             )
         inner, dim_str = item
+        leading: Any  # to type checkers a jaxtyping type is `Annotated`, without `dims`
         try:
             leading = jaxtyping.Shaped[Any, dim_str]
         except ValueError as e:  # jaxtyping's own reason, such as two variadic dims
@@ -90,8 +93,6 @@ class BatchedMeta(type):
         it is, as jaxtyping does for its own types."""
         if not hasattr(cls, "inner"):  # bare `Batched`: any value is a stack of something
             return ""
-        if get_shape_memo is None:
-            return _why_not(cls, obj)
         single, variadic, pytree, arguments = memo = get_shape_memo()
         if get_shape_memo()[0] is not single:
             # No `jaxtyped` scope is active, so each dim would bind on its own: open one for
@@ -169,6 +170,7 @@ def _why_not(cls: BatchedMeta, obj: Any) -> str:
     variadic = cls.leading.index_variadic is not None
     ranks = _known_ranks(cls) if variadic else None
     example = []
+    expected: Any  # a jaxtyping array type for the leading dims of the leaf
     for path, leaf in with_paths:
         if not _is_array(leaf):
             example.append(leaf)  # static values, functions, Python scalars: left alone
@@ -180,17 +182,18 @@ def _why_not(cls: BatchedMeta, obj: Any) -> str:
                 continue
             # Anonymous dims for the rank of `T`'s leaf; the variadic dims take the rest.
             expected = jaxtyping.Shaped[Any, f"{cls.dim_str}{' _' * rank}"]
+            added = leaf.ndim - rank
         else:
             expected = jaxtyping.Shaped[Any, f"{cls.dim_str} ..."]
+            added = len(cls.leading.dims)
         reason = expected.__instancecheck_str__(leaf)
         if reason:
-            where = jax.tree_util.keystr(path) or "the value"
+            what = f"its leaf `{jax.tree_util.keystr(path)}`" if path else "the array"
             return (
-                f"{'its leaf `' + where + '`' if path else 'the array'} has shape "
-                f"{tuple(leaf.shape)}, which does not start with the stacked dims "
-                f"{cls.dim_str!r}: {reason}"
+                f"{what} has shape {tuple(leaf.shape)}, which does not start with the stacked "
+                f"dims {cls.dim_str!r}: {reason}"
             )
-        example.append(_first(leaf, leaf.ndim - rank if variadic else len(cls.leading.dims)))
+        example.append(_first(leaf, added))
     return _why_not_example(cls, jax.tree_util.tree_unflatten(treedef, example))
 
 
