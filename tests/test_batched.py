@@ -325,3 +325,23 @@ def test_an_ensemble_of_equinox_mlps_through_auto_vmap():
     assert_trees_close(predict(ensemble, x), by_hand(x), rtol=1e-5, atol=1e-6)
     with pytest.raises(AnnotationCheckError, match="`models`"):
         predict(members[0], x)
+
+
+def test_the_cli_shows_the_stack_and_its_ranks(tmp_path, capsys):
+    from autovmap._cli import main
+
+    module = tmp_path / "ensemble_module.py"
+    module.write_text(
+        "import equinox as eqx\n"
+        "from jaxtyping import Array, Float\n"
+        "from autovmap import Batched, auto_vmap\n\n"
+        "class Dense(eqx.Module):\n"
+        "    w: Float[Array, 'n m']\n"
+        "    b: Float[Array, 'm']\n\n"
+        "@auto_vmap\n"
+        "def apply(models: Batched[Dense, 'e'], x: Float[Array, 'n']) -> Float[Array, 'e m']:\n"
+        "    return x @ models.w + models.b\n"
+    )
+    assert main(["inspect", str(module)]) == 0
+    out = capsys.readouterr().out
+    assert "Batched[Dense, 'e']" in out and "Dense(w=3, b=2)" in out, out
