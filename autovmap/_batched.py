@@ -227,8 +227,12 @@ _ALL_ITEMS = typeguard.CollectionCheckStrategy.ALL_ITEMS
 
 def check_example(value: Any, annotation: Any) -> None:
     """Check one example against `annotation` in the current memo scope, descending into the
-    annotated fields of a dataclass, `equinox.Module` or `NamedTuple`; raises
-    `typeguard.TypeCheckError` saying where and why (jaxtyping's own words for array types)."""
+    fields of a dataclass, `equinox.Module` or `NamedTuple` that hold jaxtyping annotations
+    (or classes with such fields); raises `typeguard.TypeCheckError` saying where and why
+    (jaxtyping's own words for array types).
+
+    The same fields as autovmap's argument checks read: where those descend into fields
+    themselves, this should be their check with a memo of its own, not a second walk."""
     try:
         typeguard.check_type(value, annotation, collection_check_strategy=_ALL_ITEMS)
     except typeguard.TypeCheckError:
@@ -248,6 +252,10 @@ def check_example(value: Any, annotation: Any) -> None:
             field_type = reader.resolve(raw, globalns)
         except Exception:  # noqa: BLE001 - an annotation that names nothing here checks nothing
             continue
+        if not _annotations.contains_jaxtyping(field_type) and not (
+            isinstance(field_type, type) and dataclasses.is_dataclass(field_type)
+        ):
+            continue  # typeguard's `isinstance` of the example is all the check says of it
         try:
             check_example(getattr(value, name), field_type)
         except typeguard.TypeCheckError as e:
