@@ -2,6 +2,7 @@
 
 from importlib.metadata import version as _installed_version
 
+from ._batched import Batched as Batched
 from ._decorator import (
     AutoVmap as AutoVmap,
     auto_vmap as auto_vmap,
@@ -23,6 +24,29 @@ from ._errors import (
     TreeStructureError as TreeStructureError,
 )
 from ._vectorize import vectorize as vectorize
+
+# Every public name, as the stub lists them (it needs the list to export `Batched`).
+__all__ = [
+    "AnnotationCheckError",
+    "AutoVmap",
+    "AutoVmapError",
+    "BatchShapeError",
+    "Batched",
+    "BroadcastError",
+    "CoreDimError",
+    "LeafPlan",
+    "NothingToBatchWarning",
+    "OptionError",
+    "OutputSignatureError",
+    "Plan",
+    "RankSpecError",
+    "RankTooLargeError",
+    "TreeStructureError",
+    "auto_vmap",
+    "autovmap",
+    "plan",
+    "vectorize",
+]
 
 __version__ = _installed_version("autovmap")
 del _installed_version  # the public namespace holds the API only

@@ -92,6 +92,34 @@ class AnnotationCheckError(AutoVmapError, TypeCheckError):
 class NothingToBatchWarning(UserWarning):
     """`auto_vmap` found no parameter to batch (none gets a rank from any source)."""
 
+# `Batched[T, "e"]`, a stack of `T`s, is `T` to type checkers, as jaxtyping's `Float[Array, "n"]`
+# is `Array`: its leading dims are checked at run time. `Annotated` is a type form, which cannot
+# be assigned to a name: only an import can rename it, and a renamed import is exported from a
+# stub only when `__all__` lists it (as the module's own `__all__` does).
+from typing import Annotated as Batched  # noqa: E402
+
+__all__ = [
+    "AnnotationCheckError",
+    "AutoVmap",
+    "AutoVmapError",
+    "BatchShapeError",
+    "Batched",
+    "BroadcastError",
+    "CoreDimError",
+    "LeafPlan",
+    "NothingToBatchWarning",
+    "OptionError",
+    "OutputSignatureError",
+    "Plan",
+    "RankSpecError",
+    "RankTooLargeError",
+    "TreeStructureError",
+    "auto_vmap",
+    "autovmap",
+    "plan",
+    "vectorize",
+]
+
 # The return-type rule; docs/typing.md has it as a table, which tests/test_typing.py compares
 # with what the checkers report. A call with no batch dimensions returns the function's own
 # result, and a batched call returns it with a `jax.Array` at every leaf. So a function whose

@@ -24,6 +24,8 @@ try:  # not a dependency; its `TypeAliasType` backports `type X = ...` aliases
 except ImportError:  # pragma: no cover
     typing_extensions = None  # type: ignore[assignment]
 
+from . import _batched
+
 _UNION_TYPES = (typing.Union, types.UnionType)
 # Containers whose every element has the rank of their (last) type argument.
 _HOMOGENEOUS = (
@@ -241,6 +243,8 @@ class AnnotationReader:
             return len(t.dims)
         if _is_pytree_annotation(t):
             return self._each(t.leaftype, t)
+        if isinstance(t, _batched.BatchedMeta):  # `Batched[T, "e"]`: T's ranks, plus "e"
+            return _batched.stacked_rank(self, t)
         origin = typing.get_origin(t)
         args = typing.get_args(t)
         if origin in _UNION_TYPES:
@@ -331,7 +335,7 @@ def contains_jaxtyping(t: Any) -> bool:
         t = unwrap(t)
     except NoSingleRank:
         return True  # a generic alias: let the checks look
-    if is_array_annotation(t) or _is_pytree_annotation(t):
+    if is_array_annotation(t) or _is_pytree_annotation(t) or isinstance(t, _batched.BatchedMeta):
         return True
     return any(contains_jaxtyping(member) for member in typing.get_args(t))
 
@@ -354,6 +358,8 @@ def batched_annotation(t: Any) -> Any:
         return t.dtype[t.array_type, f"*#batch {t.dim_str}".strip()]
     if _is_pytree_annotation(t):
         return jaxtyping.PyTree[batched_annotation(t.leaftype)]
+    if isinstance(t, _batched.BatchedMeta):
+        return _batched.Batched[t.inner, f"*#batch {t.dim_str}"]
     if typing.get_origin(t) in _UNION_TYPES:
         return typing.Union[tuple(batched_annotation(m) for m in typing.get_args(t))]
     return t

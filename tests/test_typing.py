@@ -8,6 +8,7 @@ once, in parallel, when the first test here needs one; each test then reads its 
 import ast
 import importlib
 import importlib.metadata
+import inspect
 import json
 import os
 import pathlib
@@ -29,11 +30,12 @@ CLIENT_OK = TYPING / "client_ok.py"
 CLIENT_ERRORS = TYPING / "client_errors.py"
 CLIENT_PLUGIN = TYPING / "client_plugin.py"
 CLIENT_RETURNS = TYPING / "client_returns.py"
+CLIENT_BATCHED = TYPING / "client_batched.py"
 TYPING_DOCS = ROOT / "docs" / "typing.md"
 BIN = pathlib.Path(sys.executable).parent
 PYRIGHT = shutil.which("pyright", path=str(BIN)) or shutil.which("pyright")
 MYPY = [sys.executable, "-m", "mypy", "--no-error-summary"]
-CLIENTS = [str(CLIENT_OK), str(CLIENT_ERRORS), str(CLIENT_RETURNS)]
+CLIENTS = [str(CLIENT_OK), str(CLIENT_ERRORS), str(CLIENT_RETURNS), str(CLIENT_BATCHED)]
 PLUGIN_CLIENTS = [str(CLIENT_PLUGIN), *CLIENTS]
 # Each mypy run has its own cache: runs with other options or plugins invalidate each other's.
 COMMANDS: dict[str, tuple[list[str], pathlib.Path]] = {
@@ -165,6 +167,7 @@ def test_typed_uses_check_clean(runs, checker):
     errors, output = _errors(runs, checker)
     assert CLIENT_OK not in errors, output
     assert CLIENT_RETURNS not in errors, output
+    assert CLIENT_BATCHED not in errors, output
 
 
 @NEWEST
@@ -371,6 +374,26 @@ def test_stub_copy_is_identical():
 def test_typed_uses_run():
     """The types client_ok.py pins are those its calls really have at run time."""
     runpy.run_path(str(CLIENT_OK), run_name="client_ok")
+    runpy.run_path(str(CLIENT_BATCHED), run_name="client_batched")
+
+
+def test_all_lists_every_public_name():
+    """`__all__` (which the stub needs to export `Batched`) is every public name, in both."""
+    import autovmap
+
+    public = {
+        name
+        for name, value in vars(autovmap).items()
+        if not name.startswith("_") and not inspect.ismodule(value)
+    }
+    assert sorted(autovmap.__all__) == sorted(public)
+    stub = ast.parse((ROOT / "autovmap" / "__init__.pyi").read_text())
+    [listed] = [
+        node.value
+        for node in stub.body
+        if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "__all__"
+    ]
+    assert ast.literal_eval(listed) == autovmap.__all__
 
 
 def test_plugin_does_not_import_jax():
