@@ -141,8 +141,14 @@ def test_the_public_namespace_holds_only_the_api():
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             defined.add(node.target.id)
         elif isinstance(node, ast.Assign):
-            defined.update(t.id for t in node.targets if isinstance(t, ast.Name))
+            defined.update(
+                t.id for t in node.targets if isinstance(t, ast.Name) and t.id != "__all__"
+            )
+        elif isinstance(node, ast.ImportFrom) and node.module == "typing":
+            # a renamed import is a public name of the stub only through its `__all__`
+            defined.update(a.asname for a in node.names if a.asname in autovmap.__all__)
     assert public == {name for name in defined if not name.startswith("_")}
+    assert set(autovmap.__all__) == public
     assert "importlib" not in dir(autovmap) and "autovmap" in public and "plan" in public
 
 

@@ -428,10 +428,12 @@ label: str = double(v=double)  # reported: not an `Array`, not a `str`
 
 def _editable_install_of_this_clone() -> bool:
     """Whether the running environment has this clone installed with `pip install -e`."""
-    try:
-        direct_url = importlib.metadata.distribution("autovmap").read_text("direct_url.json")
-    except importlib.metadata.PackageNotFoundError:
-        return False
+    # The installed dist-info says how it was installed; the clone's own `autovmap.egg-info`
+    # (written by the editable build) may be found first, and says nothing of it.
+    urls = [
+        d.read_text("direct_url.json") for d in importlib.metadata.distributions(name="autovmap")
+    ]
+    direct_url = next((url for url in urls if url is not None), None)
     if direct_url is None:
         return False
     info = json.loads(direct_url)
