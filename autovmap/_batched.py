@@ -13,7 +13,7 @@ are batch dims. To type checkers, `Batched[T, "e"]` is `T` (see `__init__.pyi`).
 
 from __future__ import annotations
 
-import dataclasses
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -226,39 +226,10 @@ _ALL_ITEMS = typeguard.CollectionCheckStrategy.ALL_ITEMS
 
 
 def check_example(value: Any, annotation: Any) -> None:
-    """Check one example against `annotation` in the current memo scope, descending into the
-    fields of a dataclass, `equinox.Module` or `NamedTuple` that hold jaxtyping annotations
-    (or classes with such fields); raises `typeguard.TypeCheckError` saying where and why
-    (jaxtyping's own words for array types).
+    """Check one example against `annotation` in the current memo scope, with the one check
+    autovmap's argument checks use (`_typecheck.check`): every item of a container, every
+    annotated field of a dataclass, `equinox.Module` or `NamedTuple`, jaxtyping's own words for
+    array types. Raises `typeguard.TypeCheckError` saying where and why."""
+    from ._typecheck import CheckMemo, check  # `_typecheck` reads annotations: imports us
 
-    The same fields as autovmap's argument checks read: where those descend into fields
-    themselves, this should be their check with a memo of its own, not a second walk."""
-    try:
-        typeguard.check_type(value, annotation, collection_check_strategy=_ALL_ITEMS)
-    except typeguard.TypeCheckError:
-        explain = getattr(annotation, "__instancecheck_str__", None)
-        reason = explain(value) if explain is not None else ""
-        if not reason:
-            raise
-        what = f"a {value.dtype} array of shape {tuple(value.shape)}" if _is_array(value) else ""
-        raise typeguard.TypeCheckError(f"{what}, where {reason}" if what else reason) from None
-    if not (isinstance(annotation, type) and isinstance(value, annotation)):
-        return
-    if not (dataclasses.is_dataclass(annotation) or _annotations._is_namedtuple(annotation)):
-        return
-    reader = _annotations.AnnotationReader(None)
-    for name, raw, globalns in _annotations._field_annotations(annotation):
-        try:
-            field_type = reader.resolve(raw, globalns)
-        except Exception:  # noqa: BLE001 - an annotation that names nothing here checks nothing
-            continue
-        if not _annotations.contains_jaxtyping(field_type) and not (
-            isinstance(field_type, type) and dataclasses.is_dataclass(field_type)
-        ):
-            continue  # typeguard's `isinstance` of the example is all the check says of it
-        try:
-            check_example(getattr(value, name), field_type)
-        except typeguard.TypeCheckError as e:
-            raise typeguard.TypeCheckError(
-                f"its field `{name}` (annotated `{_annotations.annotation_str(field_type)}`): {e}"
-            ) from None
+    check(value, annotation, CheckMemo(vars(sys.modules[__name__]), received=False))
