@@ -156,7 +156,7 @@ class NoSingleRank(Exception):
     """Internal: an annotation whose rank cannot be stated as one rank tree; says why."""
 
 
-_ALIAS_TYPES: tuple[type, ...] = tuple(
+ALIAS_TYPES: tuple[type, ...] = tuple(
     alias
     for alias in {
         getattr(typing, "TypeAliasType", None),
@@ -172,9 +172,9 @@ def unwrap(t: Any) -> Any:
     for _ in range(100):  # a bound on aliases that refer to themselves
         if typing.get_origin(t) is typing.Annotated:
             t = typing.get_args(t)[0]
-        elif isinstance(t, _ALIAS_TYPES):
+        elif isinstance(t, ALIAS_TYPES):
             t = typing.cast(Any, t).__value__
-        elif isinstance(typing.get_origin(t), _ALIAS_TYPES):
+        elif isinstance(typing.get_origin(t), ALIAS_TYPES):
             raise NoSingleRank("it is a generic type alias, whose rank is not read")
         else:
             return t

@@ -45,7 +45,7 @@ from ._errors import (
 from ._remember import Bindings, InScope, pop_scope, push_scope, record
 from ._signature import CoreDims, TreeDims, compare_dims, compile_dims, fmt_dims, leaf_dims
 from ._spec import CallSpec, _annotated_function
-from ._typecheck import UNION_TYPES, CheckMemo, check, explain, received
+from ._typecheck import UNION_TYPES, CheckMemo, check, explain, received, without_alias
 
 hide_from_tracebacks(__file__)
 
@@ -169,7 +169,7 @@ class Checker:
             if name in ranked or name == "return":
                 self.checks[name] = _Check(received(annotation), annotation, as_received)
             else:
-                self.checks[name] = _Check(annotation, annotation, as_given)
+                self.checks[name] = _Check(without_alias(annotation), annotation, as_given)
         self.return_check = self.checks.pop("return", None)
         self._positional = [(p.name, self.checks.get(p.name)) for p in spec.positional]
         self._bound, self._bound_keywords = _bound_by_partial(spec, target, globalns, as_given)

@@ -19,7 +19,13 @@ import jax
 import numpy as np
 import typeguard
 
-from ._annotations import AnnotationReader, annotation_str, contains_jaxtyping, is_array_annotation
+from ._annotations import (
+    ALIAS_TYPES,
+    AnnotationReader,
+    annotation_str,
+    contains_jaxtyping,
+    is_array_annotation,
+)
 
 _CONFIG = typeguard.TypeCheckConfiguration(
     collection_check_strategy=typeguard.CollectionCheckStrategy.ALL_ITEMS
@@ -64,7 +70,16 @@ def received(annotation: Any) -> Any:
     return found
 
 
+def without_alias(t: Any) -> Any:
+    """`t` with its type aliases (`type Vec = ...`) replaced by their values: typeguard before
+    4.3 checks nothing through an alias (it passes every value)."""
+    while isinstance(t, ALIAS_TYPES):
+        t = t.__value__
+    return t
+
+
 def _received(t: Any) -> Any:
+    t = without_alias(t)
     if is_array_annotation(t):
         if t.array_type is np.ndarray:
             return typing.Union[t, t.dtype[jax.Array, t.dim_str]]
