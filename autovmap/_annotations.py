@@ -175,10 +175,24 @@ def unwrap(t: Any) -> Any:
         elif isinstance(t, ALIAS_TYPES):
             t = typing.cast(Any, t).__value__
         elif isinstance(typing.get_origin(t), ALIAS_TYPES):
-            raise NoSingleRank("it is a generic type alias, whose rank is not read")
+            alias = typing.get_origin(t)
+            if alias not in _READING and _reads_jaxtyping(alias):  # (in it: it refers to itself)
+                raise NoSingleRank("it is a generic type alias, whose rank is not read")
+            return t  # such as numpy's `NDArray[np.float64]`: no rank, checked as written
         else:
             return t
     raise NoSingleRank("it is a type alias that refers to itself")
+
+
+_READING: set[Any] = set()  # generic aliases being read: one that refers to itself stops
+
+
+def _reads_jaxtyping(alias: Any) -> bool:
+    _READING.add(alias)
+    try:
+        return contains_jaxtyping(alias.__value__)
+    finally:
+        _READING.discard(alias)
 
 
 def is_array_annotation(t: Any) -> bool:
