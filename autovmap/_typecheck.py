@@ -74,7 +74,7 @@ def without_alias(t: Any) -> Any:
     """`t` with its type aliases (`type Vec = ...`) replaced by their values: typeguard before
     4.3 checks nothing through an alias (it passes every value)."""
     while isinstance(t, ALIAS_TYPES):
-        t = t.__value__
+        t = typing.cast(Any, t).__value__
     return t
 
 
