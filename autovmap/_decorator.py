@@ -299,11 +299,13 @@ class AutoVmap:
 
 def _wrapper(call: BatchedCall) -> Callable[..., Any]:
     spec = call.spec
+    # Without checks a call is `_call` with the one callback: bound here, one frame less a call.
+    run = call if call.remembered is not None else functools.partial(call._call, call.invoke)
 
     @functools.wraps(spec.fn)
     def batched(*args: Any, **kwargs: Any) -> Any:
         try:
-            return call(args, kwargs)
+            return run(args, kwargs)
         except Exception as error:  # free until raised
             replacement = explain_failure(error, spec, args, kwargs)
             if replacement is None:
