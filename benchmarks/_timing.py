@@ -38,6 +38,9 @@ class Row:
     blocks: int
     number: int  # calls per block
     spread: float  # half the interquartile range of the blocks, relative to the median
+    # half the interquartile range of the per-block ratios: how far apart two runs' ratios may
+    # land on this machine (a ratio within it of its target is not a verdict)
+    ratio_spread: float | None = None
 
 
 def loop(fn: Callable[[], object], clock: Callable[[], float] = time.perf_counter) -> Measure:
@@ -94,17 +97,22 @@ def compare(
             # The ratio is the median of per-block ratios: the contenders of one block ran
             # close together in time, so a slow drift of the machine cancels out of each
             # block's ratio.
-            ratio = (
-                statistics.median(v / r for v, r in zip(values, reference)) if reference else None
-            )
-            q1, _, q3 = statistics.quantiles(values, n=4) if len(values) > 1 else (0, 0, 0)
+            ratios = [v / r for v, r in zip(values, reference)] if reference else []
+            ratio = statistics.median(ratios) if ratios else None
+            ratio_spread = _half_iqr(ratios) if len(ratios) > 1 else None
             median = statistics.median(values)
+            spread = _half_iqr(values) / median if len(values) > 1 else 0.0
             name = f"{workload}, {metric}" if metric else workload
-            rows.append(Row(name, c.name, median, ratio, reps, number, (q3 - q1) / 2 / median))
+            rows.append(Row(name, c.name, median, ratio, reps, number, spread, ratio_spread))
     # group rows by workload name (metrics of one contender were emitted together)
     order = {name: k for k, name in enumerate(dict.fromkeys(r.workload for r in rows))}
     rows.sort(key=lambda r: order[r.workload])
     return rows
+
+
+def _half_iqr(values: list[float]) -> float:
+    q1, _, q3 = statistics.quantiles(values, n=4)
+    return (q3 - q1) / 2
 
 
 def format_seconds(seconds: float) -> str:

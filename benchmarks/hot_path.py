@@ -6,8 +6,9 @@
     python benchmarks/hot_path.py --cpu-time       # CPU time, steadier on a busy machine
 
 Each workload times `auto_vmap` against the hand-written alternative in one process,
-interleaved (see `_timing.compare`); the table gives the median ratio, the target and whether
-it is met. These are measurements, not tests: nothing asserts a time.
+interleaved (see `_timing.compare`); the table gives the median ratio (± half the interquartile
+range of the per-block ratios: how far apart two runs may land), the target and whether it is
+met. These are measurements, not tests: nothing asserts a time.
 
 To add a workload, write a function `(quick) -> list[Workload]` decorated with `@workload`:
 it is run in the order of definition, and its rows land in the same table.
@@ -354,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
         f"jax {jax.__version__}, {jax.devices()[0].platform}; {reps} blocks per workload; "
         f"{clock}; load average {os.getloadavg()[0]:.2f}\n"
     )
-    print("| workload | contender | median | ratio | target | met? |")
+    print("| workload | contender | median | ratio (± half IQR of blocks) | target | met? |")
     print("|---|---|---:|---:|---:|:-:|")
     for w in found:
         jax.clear_caches()
@@ -363,6 +364,8 @@ def main(argv: list[str] | None = None) -> None:
         for row in compare(w.name, contenders, reps=reps, target_s=target_s):
             target = targets.get(row.contender)
             ratio = "—" if row.ratio is None else f"{row.ratio:.2f}"
+            if row.ratio_spread is not None and row.contender in targets:
+                ratio += f" ± {row.ratio_spread:.2f}"
             met = ""
             if target is not None and row.ratio is not None:
                 met = "yes" if round(row.ratio, 2) <= target else "NO"  # as shown
