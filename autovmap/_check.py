@@ -350,6 +350,7 @@ class OutputChecker:
         self.core = spec.core
         self.outputs = spec.core.outputs
         self.output_checks = [compile_dims(dims) for dims in self.outputs]
+        self.output_ranks = [len(dims) for dims in self.outputs]
         self.call = call
         self.signature = f"`signature={spec.core.signature!r}`"  # for messages
 
@@ -358,10 +359,24 @@ class OutputChecker:
         # The arguments' named dims agree (they were checked before the call): their sizes,
         # read from the positional arguments directly where the call has nothing else.
         sizes = None if kwargs else self.core.sizes(args)
-        if sizes is None:
-            sizes, _ = named_sizes(self.spec.fn, self.core, bind(self.spec, args, kwargs))
+        if sizes is not None and self._fits(result, sizes):
+            return result
+        sizes, _ = named_sizes(self.spec.fn, self.core, bind(self.spec, args, kwargs))
         self._check(result, sizes, args, kwargs)
         return result
+
+    def _fits(self, out: Any, sizes: dict[str, int]) -> bool:
+        """Whether `out` is one array per output, each fitting its entry: the common case,
+        told without walking pytrees or building messages. Anything else (`False`) is decided
+        and explained by `_check`, with sizes read afresh (this adds the outputs' dims)."""
+        outs = (out,) if len(self.output_ranks) == 1 else out
+        if type(outs) is not tuple or len(outs) != len(self.output_ranks):
+            return False
+        for value, rank, checks in zip(outs, self.output_ranks, self.output_checks):
+            shape = shape_of(value)
+            if shape is None or len(shape) != rank or compare_dims(shape, checks, sizes):
+                return False
+        return True
 
     def _error(self, message: str) -> OutputSignatureError:
         return OutputSignatureError(f"{fn_label(self.spec.fn)}: {message}")

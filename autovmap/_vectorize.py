@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from ._annotations import AnnotationReader
-from ._bind import bind
+from ._bind import _is_array_type, bind
 from ._check import invoker
 from ._decorator import OPTION_NAMES, BatchedCall, Options
 from ._errors import (
@@ -319,23 +319,27 @@ class _Vectorized:
         arrays, as `jnp.vectorize` passes them."""
         key = (len(args), tuple(kwargs))
         layout: _Layout = self.layouts.get(key) or self.layout(*key)
-        converted_args = list(args)
-        converted_kwargs = dict(kwargs)
+        given_kwargs = kwargs  # the caller's dict: copied before any change
+        converted: list[Any] | None = None  # copies of the arguments, made once one converts
         for at, name, entry in layout.inputs:
             value = args[at] if isinstance(at, int) else kwargs[at]
             if value is None:
                 if entry:
                     raise self._none_error(name, entry)
                 continue  # passed through, as `jnp.vectorize` does
-            if not isinstance(value, jax.Array):
-                if isinstance(at, int):
-                    converted_args[at] = self._asarray(value, name)
-                else:
-                    converted_kwargs[at] = self._asarray(value, name)
-        args = tuple(converted_args)
+            if _is_array_type(type(value)) or isinstance(value, jax.Array):
+                continue
+            if isinstance(at, int):
+                converted = list(args) if converted is None else converted
+                converted[at] = self._asarray(value, name)
+            else:
+                kwargs = dict(kwargs) if kwargs is given_kwargs else kwargs
+                kwargs[at] = self._asarray(value, name)
+        if converted is not None:
+            args = tuple(converted)
         if _rank_promotion() != "allow":
-            self._check_rank_promotion(layout, args, converted_kwargs)
-        return layout.call, args, converted_kwargs
+            self._check_rank_promotion(layout, args, kwargs)
+        return layout.call, args, kwargs
 
 
 def vectorize(
