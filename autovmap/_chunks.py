@@ -92,7 +92,7 @@ def chunk_loop(
     local = tuple(size // d for size, d in zip(level_sizes(leaves, levels), shards))
     n = math.prod(local)
     if n <= chunk_size:  # one chunk per device: the nested vmap it would be anyway
-        return nested_vmap(tuple(map(tuple, levels)))(example, *leaves)
+        return nested_vmap(tuple(map(tuple, levels)))(example, tuple(leaves))
     full_chunks, tail = divmod(n, chunk_size)
     anywhere = tuple(0 if mapped_levels(levels, p) else None for p in range(len(leaves)))
 
@@ -155,7 +155,9 @@ def chunk_loop(
         of keys cannot be made from a dtype)."""
         out = body(
             example,
-            *(take(p, start, size) if anywhere[p] == 0 else x for p, (_, x) in enumerate(views)),
+            tuple(
+                take(p, start, size) if anywhere[p] == 0 else x for p, (_, x) in enumerate(views)
+            ),
         )
         outputs, treedef = jax.tree.flatten(out)
         for k, o in enumerate(outputs):

@@ -59,7 +59,9 @@ def execute(route: Route, example: Example, mapped: Sequence[Any]) -> Any:
     if kind == "call":
         return example(mapped)
     if kind == "named" and not levels:  # one example: still bind the name, as for a batch
-        one = nested_vmap(((None,) * len(mapped),), None, route.axis_name, 1)(example, *mapped)
+        one = nested_vmap(((None,) * len(mapped),), None, route.axis_name, 1)(
+            example, tuple(mapped)
+        )
         return jax.tree.map(lambda o: o[0], one)
     if kind == "merged":
         assert route.merged_batch_shapes is not None and route.batch_ndims is not None
@@ -67,9 +69,9 @@ def execute(route: Route, example: Example, mapped: Sequence[Any]) -> Any:
             batch + x.shape[ndim:]
             for x, batch, ndim in zip(mapped, route.merged_batch_shapes, route.batch_ndims)
         ]
-        return nested_vmap(levels)(example, *_reshape_all(mapped, shapes))
+        return nested_vmap(levels)(example, tuple(_reshape_all(mapped, shapes)))
     if kind in ("nested", "named"):
-        return nested_vmap(levels, route.spmd, route.axis_name)(example, *mapped)
+        return nested_vmap(levels, route.spmd, route.axis_name)(example, tuple(mapped))
     if kind == "named merged":
         return _named_merged(route, example, mapped)
     assert route.chunk_size is not None
@@ -106,7 +108,7 @@ def _named_merged(route: Route, example: Example, mapped: Sequence[Any]) -> Any:
             leaf = jnp.broadcast_to(jnp.reshape(leaf, with_ones + one), mapped_shape + one)
         flat.append(jnp.reshape(leaf, (n,) + one))
     names = tuple(name for axes in route.spmd or () if axes is not None for name in axes)
-    out = nested_vmap(((0,) * len(flat),), (names or None,), route.axis_name)(example, *flat)
+    out = nested_vmap(((0,) * len(flat),), (names or None,), route.axis_name)(example, tuple(flat))
     return jax.tree.map(lambda o: jnp.reshape(o, mapped_shape + o.shape[1:]), out)
 
 

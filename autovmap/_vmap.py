@@ -77,7 +77,7 @@ for _cls in (Example, LeavesExample):
     jax.tree_util.register_pytree_node(_cls, lambda e: ((), e), lambda e, _: e)
 
 
-def _call_example(example: Example, *mapped_leaves: Any) -> Any:
+def _call_example(example: Example, mapped_leaves: tuple[Any, ...]) -> Any:
     return example(mapped_leaves)
 
 
@@ -118,10 +118,11 @@ def nested_vmap(
     axis_name: Hashable | None = None,
     axis_size: int | None = None,
 ) -> Callable[..., Any]:
-    """`(example, *mapped_leaves) -> outputs`: `jax.vmap` nested once per level, outermost first,
-    as a person would write it; level `l` is sharded over the mesh axes `spmd[l]`. An
-    `axis_name` names the only level (JAX binds one name to one level); `axis_size` sizes it
-    where no leaf is mapped (a batch of one, to bind the name). Cached by all four."""
+    """`(example, mapped_leaves) -> outputs`, `mapped_leaves` a tuple: `jax.vmap` nested once
+    per level, outermost first, as a person would write it; level `l` is sharded over the mesh
+    axes `spmd[l]`. An `axis_name` names the only level (JAX binds one name to one level);
+    `axis_size` sizes it where no leaf is mapped (a batch of one, to bind the name). Cached by
+    all four."""
     if spmd is not None and not any(spmd):
         spmd = None
     key = (levels, spmd, axis_name, axis_size)  # tuples: a route's fields, or as made in `_chunks`
@@ -129,9 +130,12 @@ def nested_vmap(
     if fn is None:
         fn = _call_example
         for level in reversed(range(len(levels))):
+            in_axes = levels[level]
             fn = jax.vmap(
                 fn,
-                in_axes=(None, *levels[level]),
+                # A level mapping every leaf says so with one `0`: jax then matches it to the
+                # leaves in one step, where a tuple of in_axes costs a step per leaf.
+                in_axes=(None, 0 if all(a == 0 for a in in_axes) else tuple(in_axes)),
                 axis_name=axis_name,
                 spmd_axis_name=None if spmd is None else vmap_name(spmd[level]),
                 axis_size=axis_size,
