@@ -147,6 +147,54 @@ def test_outputs_are_checked(transform, signature, body, needles, builtin):
     assert isinstance(info.value, builtin)
 
 
+_SCALAR, _VECTOR, _PAIR = jnp.ones(()), jnp.ones(3), jnp.ones(2)
+
+
+@pytest.mark.parametrize(
+    "signature, out",
+    [
+        ("(n)->(n)", _VECTOR),
+        ("(n)->(n)", _PAIR),
+        ("(n)->(n)", np.ones(3)),
+        ("(n)->(n)", "text"),
+        ("(n)->(n)", jnp.ones((1, 3))),
+        ("(n)->()", _PAIR),
+        ("(n)->()", 1.0),
+        ("(n)->()", (_SCALAR,)),
+        ("(n)->()", {"a": _SCALAR, "b": _SCALAR}),
+        ("(n)->()", {"a": _PAIR}),
+        ("(n)->(),(n)", (_SCALAR, _VECTOR)),
+        ("(n)->(),(n)", (_SCALAR, _PAIR)),
+        ("(n)->(),(n)", [_SCALAR, _VECTOR]),
+        ("(n)->(),(n)", (_SCALAR, _VECTOR, _VECTOR)),
+        ("(n)->(k),(k)", (_PAIR, _PAIR)),
+        ("(n)->(k),(k)", (_VECTOR, _PAIR)),
+        ("(n)->(3)", _VECTOR),
+        ("(n)->(3)", _PAIR),
+    ],
+)
+def test_the_output_fast_path_agrees_with_the_full_check(signature, out):
+    """One array per output is told without the full check (`OutputChecker._fits`): it must
+    never accept what the full check refuses, and a call raises exactly when the full check
+    does."""
+    f = auto_vmap(signature=signature)(lambda x: out)
+    checker = f.__autovmap__.invoke
+    x = jnp.ones(3)
+    fits = checker._fits(out, {"n": 3})
+    try:
+        checker._check(out, {"n": 3}, (x,), {})
+        passes = True
+    except OutputSignatureError:
+        passes = False
+    assert passes or not fits
+    for call in (f, jax.vmap(f)):  # one example, and each example of a batch
+        if passes:
+            call(x if call is f else x[None])
+        else:
+            with pytest.raises(OutputSignatureError):
+                call(x if call is f else x[None])
+
+
 def test_outputs_checked_once_per_trace_under_jit():
     traces = []
 
