@@ -143,7 +143,7 @@ def _flatten(
     put the leaves back together."""
     rank = param.rank
     if isinstance(rank, int):
-        if _is_array_type(type(value)) or isinstance(value, _OWN_LEAVES):
+        if is_array_type(type(value)) or isinstance(value, _OWN_LEAVES):
             return [value], rank, None  # the common case, without tree_flatten
         leaves, treedef = jax.tree_util.tree_flatten(value)
         if rank > 0 and _is_list_of_numbers(value):
@@ -428,7 +428,7 @@ def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bound
 _ARRAY_TYPES: dict[type, bool] = {}  # per leaf type: `issubclass(t, jax.Array)`
 
 
-def _is_array_type(t: type) -> bool:
+def is_array_type(t: type) -> bool:
     """`issubclass(t, jax.Array)`, remembered: a dict lookup costs a quarter of `isinstance`
     against `jax.Array`, which runs for every ranked argument of every call. `False` for
     tracers, which `isinstance` counts as arrays by their aval: callers then take the path
@@ -444,9 +444,9 @@ def all_arrays(flat: list[Any]) -> bool:
     per distinct type where that tells: tracers are arrays by their value (their aval), not by
     their type, so they are tested one by one."""
     if len(flat) == 1:
-        if _is_array_type(type(flat[0])):
+        if is_array_type(type(flat[0])):
             return True
-    elif all(map(_is_array_type, set(map(type, flat)))):
+    elif all(map(is_array_type, set(map(type, flat)))):
         return True
     return all(isinstance(leaf, jax.Array) for leaf in flat)
 
@@ -466,7 +466,7 @@ def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     for i, (value, rank) in enumerate(zip(args, plain)):
         if rank is None or value is None:
             continue
-        is_array = _ARRAY_TYPES.get(type(value))  # `_is_array_type`, inlined
+        is_array = _ARRAY_TYPES.get(type(value))  # `is_array_type`, inlined
         if is_array and len(value.shape) == rank:
             continue  # a JAX array of exactly its rank
         if is_array is False:
@@ -493,7 +493,7 @@ def _bind_plain(
         if i < first:
             batch_shape: Shape = ()
         else:
-            if not _is_array_type(type(value)):
+            if not is_array_type(type(value)):
                 return bind(spec, args, {})  # NumPy arrays, Python scalars, pytrees
             shape = value.shape
             if len(shape) < rank:

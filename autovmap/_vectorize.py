@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from ._annotations import AnnotationReader
-from ._bind import _is_array_type, bind
+from ._bind import bind, is_array_type
 from ._check import invoker
 from ._decorator import OPTION_NAMES, BatchedCall, Options
 from ._errors import (
@@ -327,7 +327,7 @@ class _Vectorized:
                 if entry:
                     raise self._none_error(name, entry)
                 continue  # passed through, as `jnp.vectorize` does
-            if _is_array_type(type(value)) or isinstance(value, jax.Array):
+            if is_array_type(type(value)) or isinstance(value, jax.Array):
                 continue
             if isinstance(at, int):
                 converted = list(args) if converted is None else converted
