@@ -222,9 +222,6 @@ def _why_not_example(cls: BatchedMeta, example: Any) -> str:
     return ""
 
 
-_ALL_ITEMS = typeguard.CollectionCheckStrategy.ALL_ITEMS
-
-
 def check_example(value: Any, annotation: Any) -> None:
     """Check one example against `annotation` in the current memo scope, with the one check
     autovmap's argument checks use (`_typecheck.check`): every item of a container, every
