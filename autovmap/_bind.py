@@ -459,47 +459,42 @@ def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     A call giving exactly the positional arguments of a function whose ranks are all ints (or
     `None`) is walked here; anything else (keywords, pytrees, NumPy arrays, Python scalars, a
     leaf below its rank) by `bind`, which also explains what does not fit."""
-    plain = spec.plain_ranks
-    if plain is None or kwargs or len(args) != len(plain):
+    if kwargs or len(args) != spec.plain_arity:
         return bind(spec, args, kwargs)
     # Unbatched calls cost only this loop: nothing is collected until a leaf needs more.
-    for i, (value, rank) in enumerate(zip(args, plain)):
-        if rank is None or value is None:
+    for i, rank in spec.plain_ranked:
+        value = args[i]
+        if value is None:
             continue
         is_array = _ARRAY_TYPES.get(type(value))  # `is_array_type`, inlined
         if is_array and len(value.shape) == rank:
             continue  # a JAX array of exactly its rank
         if is_array is False:
             return bind(spec, args, kwargs)  # NumPy arrays, Python scalars, pytrees
-        return _bind_plain(spec, args, plain, i)
+        return _bind_plain(spec, args)
     return None
 
 
-def _bind_plain(
-    spec: CallSpec, args: tuple[Any, ...], plain: tuple[int | None, ...], first: int
-) -> BoundCall | None:
-    """`bind_call` from the first argument that is not a JAX array of exactly its rank on
-    (those before it are: their batch shape is `()`). One plain loop: on Python 3.11 every
-    comprehension costs a function call."""
+def _bind_plain(spec: CallSpec, args: tuple[Any, ...]) -> BoundCall | None:
+    """`bind_call` of a call that may have batch dims: one plain loop (on Python 3.11 every
+    comprehension costs a function call)."""
     arguments: list[RankedArgument] = []
     leaves: list[Any] = []
     ranks: list[int] = []
     batch_shapes: list[Shape] = []
     batched = False
     positional = spec.positional
-    for i, (value, rank) in enumerate(zip(args, plain)):
-        if rank is None or value is None:
+    for i, rank in spec.plain_ranked:
+        value = args[i]
+        if value is None:
             continue
-        if i < first:
-            batch_shape: Shape = ()
-        else:
-            if not is_array_type(type(value)):
-                return bind(spec, args, {})  # NumPy arrays, Python scalars, pytrees
-            shape = value.shape
-            if len(shape) < rank:
-                return bind(spec, args, {})  # below its rank: `bind` and `plan` explain
-            batch_shape = shape[: len(shape) - rank]
-            batched = batched or len(shape) > rank
+        if not is_array_type(type(value)):
+            return bind(spec, args, {})  # NumPy arrays, Python scalars, pytrees
+        shape = value.shape
+        if len(shape) < rank:
+            return bind(spec, args, {})  # below its rank: `bind` and `plan` explain
+        batch_shape = shape[: len(shape) - rank]
+        batched = batched or len(shape) > rank
         arguments.append(RankedArgument(i, positional[i], value, [value], [0], len(leaves), None))
         leaves.append(value)
         ranks.append(rank)

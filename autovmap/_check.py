@@ -3,8 +3,8 @@ signature's outputs and the function's jaxtyping annotations.
 
 Named core dims (`CallSpec.core`: from a `signature=`, dim strings, or annotations with
 `check=False`) are compared on the shapes of the ranked leaves alone, before `jax.vmap` runs
-(`check_core_dims`). A signature's outputs are compared with what one example returns
-(`OutputChecker`, part of the one callback into the user's function).
+(`core_sizes`, once per call). A signature's outputs are compared with what each example
+returns, against those sizes (`OutputChecker`, run by the call on each example's result).
 
 All arguments (those bound by `functools.partial` too) and the return value of one example are
 checked inside one jaxtyping memo scope, with typeguard (`_typecheck`: every element of a
@@ -217,7 +217,7 @@ class Checker:
             if error is not None:
                 raise _fail(self.spec, "the return value", result, found, error)
 
-    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         items = self._items(args, kwargs)
         push_scope()
         try:
@@ -266,31 +266,20 @@ def _bound_by_partial(
     return positional, keywords
 
 
-Invoke = Callable[[tuple[Any, ...], dict[str, Any]], Any]
+# The one callback a call makes into the user's function, called as the function is.
+Invoke = Callable[..., Any]
 
 
 def invoker(spec: CallSpec, check: bool) -> Invoke:
     """The one callback a call makes into the user's function: checked against the annotations
-    or not, and its result against the signature's outputs if it has any."""
-    call: Invoke
-    if check:
-        call = Checker(spec)
-    else:
-        fn = spec.fn
-        call = lambda args, kwargs: fn(*args, **kwargs)
-    return _with_outputs(spec, call)
+    or not. Unchecked, it is the function itself: nothing stands between a call and it."""
+    return Checker(spec) if check else spec.fn
 
 
 def remembered_invoker(spec: CallSpec) -> Callable[[Bindings], Invoke]:
     """For a checked function: the callback of a call whose signature passed its checks before,
     given the dim sizes that check bound. It runs unchecked in a memo scope holding them."""
-    return lambda bindings: _with_outputs(spec, InScope(spec.fn, bindings))
-
-
-def _with_outputs(spec: CallSpec, call: Invoke) -> Invoke:
-    if spec.core is not None and spec.core.outputs is not None:
-        return OutputChecker(spec, call)
-    return call
+    return lambda bindings: InScope(spec.fn, bindings)
 
 
 # --------------------------------------------------------------------------------------------
@@ -332,47 +321,49 @@ def named_sizes(
     return sizes, origin
 
 
-def check_core_dims(spec: CallSpec, bound: BoundCall) -> None:
-    """Compare the named core dims of a call; raises `CoreDimError`, before `jax.vmap`."""
-    if spec.core is not None:
-        named_sizes(spec.fn, spec.core, bound)
+def core_sizes(spec: CallSpec, bound: BoundCall) -> dict[str, int] | None:
+    """The size of each named core dim of a call (`None`: the function has none), read once
+    per call: `CoreDims.sizes` for plain positional calls, else `named_sizes`, which also
+    explains dims that disagree. Raises `CoreDimError`, before `jax.vmap`."""
+    core = spec.core
+    if core is None:
+        return None
+    # Read from the end of the shapes: the sizes of the call are those of each example.
+    sizes = None if bound.kwargs else core.sizes(bound.args)
+    return sizes if sizes is not None else named_sizes(spec.fn, core, bound)[0]
 
 
 class OutputChecker:
-    """Calls one example, then compares its result with the signature's outputs: a tuple of
-    the declared length, each output of its entry's rank, named dims of the sizes the
-    example's arguments (or an earlier output) give them. Under `jax.jit`: once, while
-    tracing."""
+    """Compares the result of one example with the signature's outputs: a tuple of the declared
+    length, each output of its entry's rank, named dims of the sizes the call's arguments (or
+    an earlier output) give them. Under `jax.jit`: once, while tracing."""
 
-    def __init__(self, spec: CallSpec, call: Invoke) -> None:
+    def __init__(self, spec: CallSpec) -> None:
         assert spec.core is not None and spec.core.outputs is not None
         self.spec = spec
         self.core = spec.core
         self.outputs = spec.core.outputs
-        self.output_checks = [compile_dims(dims) for dims in self.outputs]
-        self.output_ranks = [len(dims) for dims in self.outputs]
-        self.call = call
+        self.output_checks = tuple(
+            (len(dims), compile_dims(dims)) for dims in self.outputs
+        )  # rank and checks of each output
         self.signature = f"`signature={spec.core.signature!r}`"  # for messages
 
-    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        result = self.call(args, kwargs)
-        # The arguments' named dims agree (they were checked before the call): their sizes,
-        # read from the positional arguments directly where the call has nothing else.
-        sizes = None if kwargs else self.core.sizes(args)
-        if sizes is not None and self._fits(result, sizes):
-            return result
-        sizes, _ = named_sizes(self.spec.fn, self.core, bind(self.spec, args, kwargs))
-        self._check(result, sizes, args, kwargs)
-        return result
+    def __call__(
+        self, out: Any, sizes: dict[str, int], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> None:
+        """Raise if `out`, the result of the example `args`, `kwargs`, does not fit; `sizes`
+        are the named sizes of the call's arguments (those of every example)."""
+        if not self._fits(out, dict(sizes)):  # (a copy: the outputs' own names are added)
+            self._check(out, dict(sizes), args, kwargs)
 
     def _fits(self, out: Any, sizes: dict[str, int]) -> bool:
         """Whether `out` is one array per output, each fitting its entry: the common case,
         told without walking pytrees or building messages. Anything else (`False`) is decided
-        and explained by `_check`, with sizes read afresh (this adds the outputs' dims)."""
-        outs = (out,) if len(self.output_ranks) == 1 else out
-        if type(outs) is not tuple or len(outs) != len(self.output_ranks):
+        and explained by `_check`."""
+        outs = (out,) if len(self.output_checks) == 1 else out
+        if type(outs) is not tuple or len(outs) != len(self.output_checks):
             return False
-        for value, rank, checks in zip(outs, self.output_ranks, self.output_checks):
+        for value, (rank, checks) in zip(outs, self.output_checks):
             shape = shape_of(value)
             if shape is None or len(shape) != rank or compare_dims(shape, checks, sizes):
                 return False
@@ -414,7 +405,7 @@ class OutputChecker:
                     )
                 known = sizes.keys()
                 new = [d.name for d in dims if d.name is not None and d.name not in known]
-                wrong = compare_dims(shape, self.output_checks[k], sizes)
+                wrong = compare_dims(shape, self.output_checks[k][1], sizes)
                 for name in new:
                     from_output.setdefault(name, k)
                 if wrong is not None and not wrong.name:

@@ -15,7 +15,7 @@ from jax.sharding import PartitionSpec
 
 from ._annotations import AnnotationReader, batched_annotation, caller_frame
 from ._bind import BoundCall, all_arrays, bind, bind_call, explain_failure
-from ._check import Invoke, check_core_dims, invoker, remembered_invoker
+from ._check import Invoke, OutputChecker, core_sizes, invoker, remembered_invoker
 from ._describe import Plan, broadcast_error, describe, fmt_shape, rank_too_large
 from ._errors import (
     AnnotationCheckError,
@@ -56,6 +56,17 @@ class BatchedCall:
     # its check bound (`remembered_invoker`); those callbacks are remembered per signature.
     remembered: Callable[[Bindings], Invoke] | None = dataclasses.field(default=None, repr=False)
     passed: BoundedCache = dataclasses.field(default_factory=lambda: BoundedCache(256), repr=False)
+    # The signature's outputs, compared with each example's result (`None`: not checked).
+    outputs: OutputChecker | None = dataclasses.field(init=False, repr=False)
+    # A call of arguments that need no batching runs as given: no named core dims to compare,
+    # no axis name to bind.
+    runs_as_given: bool = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        core = self.spec.core
+        outputs = None if core is None or core.outputs is None else OutputChecker(self.spec)
+        object.__setattr__(self, "outputs", outputs)
+        object.__setattr__(self, "runs_as_given", core is None and self.options.axis_name is None)
 
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.remembered is None:
@@ -78,24 +89,30 @@ class BatchedCall:
     def _call(self, invoke: Invoke, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         spec = self.spec
         bound = bind_call(spec, args, kwargs)
-        options = self.options
-        named = options.axis_name is not None
         if bound is None:  # every ranked argument a JAX array of exactly its rank
-            if not named and (spec.core is None or spec.core.sizes(args) is not None):
-                return invoke(args, kwargs)
+            if self.runs_as_given:
+                return invoke(*args, **kwargs)
+            if self.options.axis_name is None:
+                assert spec.core is not None  # (not `runs_as_given`)
+                sizes = spec.core.sizes(args)
+                if sizes is not None:
+                    return self._example(invoke, sizes, args, kwargs)
             bound = bind(spec, args, kwargs)  # named dims that differ: explained below
-        plan = self.plan(bound)
+        plan, sizes = self.plan(bound)
+        options = self.options
         if plan is None:  # no batch dims: one call, with the ranked leaves as JAX arrays
             if all_arrays(bound.leaves):
                 args, kwargs = bound.args, bound.kwargs
             else:
                 args, kwargs = bound.rebuild([jax.numpy.asarray(x) for x in bound.leaves])
-            if named:
-                return run_named_unbatched(lambda: invoke(args, kwargs), options.axis_name)
-            return invoke(args, kwargs)
+            if options.axis_name is not None:
+                return run_named_unbatched(
+                    lambda: self._example(invoke, sizes, args, kwargs), options.axis_name
+                )
+            return self._example(invoke, sizes, args, kwargs)
 
         def example(leaves: list[Any]) -> Any:
-            return invoke(*bound.rebuild(leaves))
+            return self._example(invoke, sizes, *bound.rebuild(leaves))
 
         try:
             return run_plan(
@@ -115,20 +132,32 @@ class BatchedCall:
                 )
             raise
 
-    def plan(self, bound: BoundCall) -> VmapPlan | None:
-        """The plan of a bound call, `None` when no leaf has batch dims. Raises our shape
-        errors, before any JAX work."""
+    def _example(
+        self,
+        invoke: Invoke,
+        sizes: dict[str, int] | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        """One example (the whole call when unbatched): the function, then its outputs checked
+        against the named sizes of the call's arguments, read once per call."""
+        out = invoke(*args, **kwargs)
+        if self.outputs is not None:
+            assert sizes is not None
+            self.outputs(out, sizes, args, kwargs)
+        return out
+
+    def plan(self, bound: BoundCall) -> tuple[VmapPlan | None, dict[str, int] | None]:
+        """The plan of a bound call (`None` when no leaf has batch dims) and the sizes of its
+        named core dims (`None` when it has none). Raises our shape errors, before any JAX
+        work."""
         if bound.short is not None:
             raise rank_too_large(self.spec.fn, bound, bound.short)
-        core = self.spec.core
-        # Named core dims, before broadcasting the batch: read from the end of the shapes, so
-        # `core.sizes` answers for plain calls, batched or not; `check_core_dims` explains.
-        if core is not None and (bound.kwargs or core.sizes(bound.args) is None):
-            check_core_dims(self.spec, bound)
+        sizes = core_sizes(self.spec, bound)  # before broadcasting the batch
         if not any(bound.batch_shapes):
-            return None
+            return None, sizes
         try:
-            return plan_for(tuple(bound.batch_shapes))
+            return plan_for(tuple(bound.batch_shapes)), sizes
         except IncompatibleBatchShapes as e:
             raise broadcast_error(self.spec.fn, bound, e) from None
 
@@ -486,7 +515,7 @@ def plan(fn: Callable[_P, Any], /, *args: _P.args, **kwargs: _P.kwargs) -> Plan:
     call, call_args, call_kwargs = record.prepare(args, kwargs)
     bound = bind(call.spec, call_args, call_kwargs)
     options = call.options
-    vmap_plan = call.plan(bound)
+    vmap_plan, _ = call.plan(bound)
     route = choose_route(  # the very choice the call makes (`run_plan`)
         vmap_plan,
         bound.leaves,

@@ -110,11 +110,11 @@ def _merge_levels(plan: VmapPlan) -> VmapPlan | None:
     the one hand-written nested `jax.vmap` gives. Merging pays per call (each level saved
     spares every op of the function, and every leaf, a vmap level's Python), but eagerly each
     reshape is a compiled executable per new shape, in and out: on shapes never seen before
-    that costs more than two saved levels (a one-op function: 1.4x the time of hand-written
+    that costs more than three saved levels (a one-op function: 1.4x the time of hand-written
     nested vmap at 4 batch dims, three compilations instead of one). So merge when it saves
-    `_MERGE_SAVING_AT_LEAST` levels or more (5 batch dims and up, where the saving is larger), or when the leaves are many (one jitted call then
-    reshapes them all, against a per-leaf saving). Decided by the plan alone, so every call
-    with these batch shapes runs the same way.
+    `_MERGE_SAVING_AT_LEAST` levels or more (5 batch dims and up), or when the leaves are many
+    (one jitted call then reshapes them all, against a per-leaf saving). Decided by the plan
+    alone, so every call with these batch shapes runs the same way.
     """
     runs: list[list[int]] = []  # indices into plan.levels
     for i, in_axes in enumerate(plan.levels):

@@ -273,7 +273,7 @@ class InScope:
         self.bindings = bindings
         self.extra = _stacks[1] - len(bindings) if _stacks is not None else 0
 
-    def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if _stacks is None:  # pragma: no cover - another jaxtyping layout
             push_scope(self.bindings)
             try:

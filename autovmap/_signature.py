@@ -3,7 +3,7 @@
 `read_core_dims` (called by `read_spec`) turns dim strings (`v="n"`, `m="n n"`) and a
 `signature="(n),(n,n)->()"` into plain int ranks, and records which dims carry a name (or a
 fixed size), per parameter, plus the signature's outputs: a `CoreDims`, `CallSpec.core`. On
-every call `_check.check_core_dims` compares the named dims over the shapes of the ranked leaves
+every call `_check.core_sizes` compares the named dims over the shapes of the ranked leaves
 (shapes only: no tracing, no typeguard) before `jax.vmap` runs, and `_check.OutputChecker`
 compares each example's return value with the signature's outputs.
 

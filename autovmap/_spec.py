@@ -97,9 +97,11 @@ class CallSpec:
     keyword_defaults: tuple[tuple[ParamRank, Any], ...]
     first_padded: int
     padding: tuple[Any, ...]
-    # Per positional parameter its rank, where every one is an int or `None` and a call giving
-    # exactly the positional arguments needs no other binding; else `None`.
-    plain_ranks: tuple[int | None, ...] | None
+    # A call giving exactly the positional arguments, `plain_arity` of them, needs no other
+    # binding where every positional rank is an int or `None` (else `plain_arity` is `None`);
+    # `plain_ranked` then holds each int-ranked position and its rank.
+    plain_arity: int | None
+    plain_ranked: tuple[tuple[int, int], ...]
 
     @property
     def any_ranked(self) -> bool:
@@ -432,5 +434,8 @@ def _layout(
         keyword_defaults=keyword_defaults,
         first_padded=required_positional,
         padding=padding,
-        plain_ranks=ranks if plain else None,
+        plain_arity=len(positional) if plain else None,
+        plain_ranked=tuple((i, r) for i, r in enumerate(ranks) if isinstance(r, int))
+        if plain
+        else (),
     )

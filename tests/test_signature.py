@@ -178,7 +178,7 @@ def test_the_output_fast_path_agrees_with_the_full_check(signature, out):
     never accept what the full check refuses, and a call raises exactly when the full check
     does."""
     f = auto_vmap(signature=signature)(lambda x: out)
-    checker = f.__autovmap__.invoke
+    checker = f.__autovmap__.outputs
     x = jnp.ones(3)
     fits = checker._fits(out, {"n": 3})
     try:
