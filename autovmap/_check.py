@@ -33,7 +33,7 @@ import numpy as np
 import typeguard
 
 from ._annotations import AnnotationReader, annotation_str, is_array_annotation
-from ._bind import BoundCall, bind, shape_of
+from ._bind import _ARRAY_TYPES, BoundCall, bind, shape_of
 from ._describe import LeafAt, core_dim_fixed, core_dim_mismatch, count_dims, fmt_shape
 from ._errors import (
     AnnotationCheckError,
@@ -351,21 +351,27 @@ class OutputChecker:
     def __call__(
         self, out: Any, sizes: dict[str, int], args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> None:
-        """Raise if `out`, the result of the example `args`, `kwargs`, does not fit; `sizes`
-        are the named sizes of the call's arguments (those of every example)."""
-        if not self._fits(out, dict(sizes)):  # (a copy: the outputs' own names are added)
-            self._check(out, dict(sizes), args, kwargs)
+        """Raise if `out`, the result of the example `args`, `kwargs`, does not fit. `sizes`
+        are the named sizes of the call's arguments (those of each example); names only the
+        outputs give are added to them, as every example's outputs must agree."""
+        if not self._fits(out, sizes):  # then read afresh: `_fits` may have added names
+            sizes, _ = named_sizes(self.spec.fn, self.core, bind(self.spec, args, kwargs))
+            self._check(out, sizes, args, kwargs)
 
     def _fits(self, out: Any, sizes: dict[str, int]) -> bool:
         """Whether `out` is one array per output, each fitting its entry: the common case,
         told without walking pytrees or building messages. Anything else (`False`) is decided
         and explained by `_check`."""
-        outs = (out,) if len(self.output_checks) == 1 else out
-        if type(outs) is not tuple or len(outs) != len(self.output_checks):
+        checks = self.output_checks
+        if len(checks) == 1:  # one output, one array: no tuple to build and walk
+            rank, dims = checks[0]
+            shape = out.shape if _ARRAY_TYPES.get(type(out)) else shape_of(out)
+            return shape is not None and len(shape) == rank and not compare_dims(shape, dims, sizes)
+        if type(out) is not tuple or len(out) != len(checks):
             return False
-        for value, (rank, checks) in zip(outs, self.output_checks):
-            shape = shape_of(value)
-            if shape is None or len(shape) != rank or compare_dims(shape, checks, sizes):
+        for value, (rank, dims) in zip(out, checks):
+            shape = value.shape if _ARRAY_TYPES.get(type(value)) else shape_of(value)
+            if shape is None or len(shape) != rank or compare_dims(shape, dims, sizes):
                 return False
         return True
 

@@ -236,31 +236,33 @@ class CoreDims:
         outputs: the signature's output entries, or `None` when outputs are not checked.
         signature: the signature as written, for messages; `None` without one.
         checks: `params` compiled for the per-call loop: a `TreeDims` stays as it is.
-        positional: `checks` of each positional parameter, in order (`()` for none), for the
-            fast path of unbatched calls.
+        arity: the number of positional parameters.
+        plain: for calls of positional arguments only, each positional parameter with checks
+            (its position, and its checks); `None` where one is a pytree (`TreeDims`).
     """
 
     params: Mapping[str, ParamDims]
     outputs: tuple[ArgDims, ...] | None
     signature: str | None
     checks: Mapping[str, tuple[Check, ...] | TreeDims] = dataclasses.field(repr=False)
-    positional: tuple[tuple[Check, ...] | TreeDims, ...] = dataclasses.field(repr=False)
+    arity: int = dataclasses.field(repr=False)
+    plain: tuple[tuple[int, tuple[Check, ...]], ...] | None = dataclasses.field(repr=False)
 
     def sizes(self, args: tuple[Any, ...]) -> dict[str, int] | None:
         """The size of each named dim in a call of positional arguments only, each `None` or
         an array of at least its rank (dims are read from the end of the shape, so batched or
         not, and one example); `None` if the dims do not agree or this cannot tell (other
         arguments), which the full path (`_check.named_sizes`) then explains."""
-        if len(args) != len(self.positional):
+        plain = self.plain
+        if plain is None or len(args) != self.arity:
             return None
         sizes: dict[str, int] = {}
-        for value, checks in zip(args, self.positional):
-            if not checks or value is None:
+        for i, checks in plain:
+            value = args[i]
+            if value is None:
                 continue
             shape = getattr(value, "shape", None)
-            if isinstance(checks, TreeDims) or shape is None:
-                return None  # a pytree: the full path tells
-            if compare_dims(shape, checks, sizes) is not None:
+            if shape is None or compare_dims(shape, checks, sizes) is not None:
                 return None
         return sizes
 
@@ -374,13 +376,18 @@ def core_dims(
     if not kept and outputs is None:
         return None
     checks = {name: d if isinstance(d, TreeDims) else compile_dims(d) for name, d in kept.items()}
-    positional = tuple(
+    positional = [
         checks.get(p.name, ())
         for p in parameters
         if p.kind in (_P.POSITIONAL_ONLY, _P.POSITIONAL_OR_KEYWORD)
+    ]
+    plain: tuple[tuple[int, tuple[Check, ...]], ...] | None = tuple(
+        (i, c) for i, c in enumerate(positional) if c and not isinstance(c, TreeDims)
     )
+    if any(isinstance(c, TreeDims) for c in positional):
+        plain = None  # a pytree: the full path (`_check.named_sizes`) reads it
     text = None if gufunc is None else gufunc.text
-    return CoreDims(kept, outputs, text, checks, positional)
+    return CoreDims(kept, outputs, text, checks, len(positional), plain)
 
 
 def _per_leaf(dims: ParamDims) -> Iterator[ArgDims]:
