@@ -33,7 +33,7 @@ import numpy as np
 import typeguard
 
 from ._annotations import AnnotationReader, annotation_str, is_array_annotation
-from ._bind import _ARRAY_TYPES, BoundCall, bind, shape_of
+from ._bind import BoundCall, bind, shape_of
 from ._describe import LeafAt, core_dim_fixed, core_dim_mismatch, count_dims, fmt_shape
 from ._errors import (
     AnnotationCheckError,
@@ -365,12 +365,12 @@ class OutputChecker:
         checks = self.output_checks
         if len(checks) == 1:  # one output, one array: no tuple to build and walk
             rank, dims = checks[0]
-            shape = out.shape if _ARRAY_TYPES.get(type(out)) else shape_of(out)
+            shape = shape_of(out)
             return shape is not None and len(shape) == rank and not compare_dims(shape, dims, sizes)
         if type(out) is not tuple or len(out) != len(checks):
             return False
         for value, (rank, dims) in zip(out, checks):
-            shape = value.shape if _ARRAY_TYPES.get(type(value)) else shape_of(value)
+            shape = shape_of(value)
             if shape is None or len(shape) != rank or compare_dims(shape, dims, sizes):
                 return False
         return True

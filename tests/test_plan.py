@@ -83,7 +83,13 @@ def scale(x, s):
 @pytest.mark.parametrize(
     ("options", "x_shape", "kind", "says", "never_says"),
     [
-        ({}, (2, 3, 4, 5, 2, 3), "merged", "5 jax.vmap levels under tracing, merged into 1", "chunk"),
+        (
+            {},
+            (2, 3, 4, 5, 2, 3),
+            "merged",
+            "5 jax.vmap levels under tracing, merged into 1",
+            "chunk",
+        ),
         ({}, (2, 4, 6, 7, 3), "nested", "4 jax.vmap levels", "merged"),
         ({}, (4, 1, 3), "nested", "1 jax.vmap level", "merged"),
         ({"chunk_size": 5}, (4, 6, 3), "chunks", "chunks of at most 5 examples", "merged"),

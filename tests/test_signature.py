@@ -17,6 +17,7 @@ from autovmap import (
     RankSpecError,
     auto_vmap,
     plan,
+    vectorize,
 )
 
 
@@ -422,3 +423,33 @@ def test_outputs_are_checked_in_chunks_too():
     f = auto_vmap(signature="(n)->()", chunk_size=2)(lambda x: x)
     with pytest.raises(OutputSignatureError, match="output 0 of one example has shape"):
         f(jnp.ones((5, 3)))
+
+
+@pytest.mark.parametrize("shape", [(3,), (4, 3), (2, 1, 3)], ids=str)
+@pytest.mark.parametrize(
+    "make",
+    [auto_vmap(signature="(n)->(n)"), lambda f: vectorize(f, signature="(n)->(n)")],
+    ids=["auto_vmap", "vectorize"],
+)
+def test_a_call_reads_its_named_sizes_once(monkeypatch, make, shape):
+    """The sizes of a call's named dims are read once (unbatched or not) and each example's
+    outputs are compared with them: not read again for the outputs."""
+    from autovmap._signature import CoreDims
+
+    reads = []
+    read = CoreDims.sizes
+    monkeypatch.setattr(CoreDims, "sizes", lambda self, args: reads.append(1) or read(self, args))
+    f = make(jnp.sin)
+    np.testing.assert_allclose(f(jnp.ones(shape)), np.sin(np.ones(shape)))
+    assert len(reads) == 1
+
+
+@pytest.mark.parametrize("chunk_size", [None, 2])
+def test_names_only_outputs_give_agree_over_every_example_and_chunk(chunk_size):
+    """`k` is given by output 0 of each example; output 1 must agree with it, in every chunk."""
+    ok = auto_vmap(signature="(n)->(k),(k)", chunk_size=chunk_size)(lambda x: (x[:2], 2 * x[:2]))
+    first, second = ok(jnp.arange(15.0).reshape(5, 3))
+    np.testing.assert_array_equal(second, 2 * first)
+    bad = auto_vmap(signature="(n)->(k),(k)", chunk_size=chunk_size)(lambda x: (x[:2], x[:1]))
+    with pytest.raises(OutputSignatureError, match="`k` = 2 from output 0"):
+        bad(jnp.ones((5, 3)))
