@@ -19,6 +19,7 @@ import jax
 import numpy as np
 
 from ._annotations import EachRank, FieldRanks, leaf_rank as pick_rank, rank_at
+from ._arrays import ARRAY_TYPES, PYTHON_SCALARS, all_arrays, is_array_type, shape_of
 from ._errors import (
     AutoVmapError,
     RankTooLargeError,
@@ -33,25 +34,7 @@ hide_from_tracebacks(__file__)
 
 _P = inspect.Parameter
 _SHAPE = operator.attrgetter("shape")
-PYTHON_SCALARS = (bool, int, float, complex)
 _OWN_LEAVES = (np.ndarray, *PYTHON_SCALARS)  # besides JAX arrays: values that are one leaf
-
-
-def shape_of(leaf: Any) -> Shape | None:
-    """The shape of an array-like leaf; `None` for leaves that are not arrays (strings, ...)."""
-    if _ARRAY_TYPES.get(type(leaf)):  # the common case first: this runs for every leaf
-        known: Shape = leaf.shape
-        return known
-    if isinstance(leaf, jax.Array):
-        return leaf.shape
-    if isinstance(leaf, (np.ndarray, np.generic)):
-        return leaf.shape
-    if isinstance(leaf, PYTHON_SCALARS):
-        return ()
-    shape = getattr(leaf, "shape", None)  # other array types (`jax.ShapeDtypeStruct`, ...)
-    if shape is not None and hasattr(leaf, "dtype"):
-        return tuple(shape)
-    return None
 
 
 @dataclasses.dataclass(slots=True)
@@ -425,32 +408,6 @@ def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bound
     return BoundCall(args, kwargs, arguments, leaves, ranks, batch_shapes, short)
 
 
-_ARRAY_TYPES: dict[type, bool] = {}  # per leaf type: `issubclass(t, jax.Array)`
-
-
-def is_array_type(t: type) -> bool:
-    """`issubclass(t, jax.Array)`, remembered: a dict lookup costs a quarter of `isinstance`
-    against `jax.Array`, which runs for every ranked argument of every call. `False` for
-    tracers, which `isinstance` counts as arrays by their aval: callers then take the path
-    that tests the value itself."""
-    known = _ARRAY_TYPES.get(t)
-    if known is None:
-        known = _ARRAY_TYPES.setdefault(t, issubclass(t, jax.Array))
-    return known
-
-
-def all_arrays(flat: list[Any]) -> bool:
-    """Whether every leaf is a JAX array (`isinstance(leaf, jax.Array)`), with one type test
-    per distinct type where that tells: tracers are arrays by their value (their aval), not by
-    their type, so they are tested one by one."""
-    if len(flat) == 1:
-        if is_array_type(type(flat[0])):
-            return True
-    elif all(map(is_array_type, set(map(type, flat)))):
-        return True
-    return all(isinstance(leaf, jax.Array) for leaf in flat)
-
-
 def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BoundCall | None:
     """`bind`, in one walk of the arguments, or `None` for a call that certainly needs no
     batching and no conversion: every positional argument given and nothing else, each `None`,
@@ -466,7 +423,7 @@ def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         value = args[i]
         if value is None:
             continue
-        is_array = _ARRAY_TYPES.get(type(value))  # `is_array_type`, inlined
+        is_array = ARRAY_TYPES.get(type(value))  # `is_array_type`, inlined
         if is_array and len(value.shape) == rank:
             continue  # a JAX array of exactly its rank
         if is_array is False:

@@ -33,7 +33,8 @@ import numpy as np
 import typeguard
 
 from ._annotations import AnnotationReader, annotation_str, is_array_annotation
-from ._bind import BoundCall, bind, shape_of
+from ._arrays import shape_of
+from ._bind import BoundCall, bind
 from ._describe import LeafAt, core_dim_fixed, core_dim_mismatch, count_dims, fmt_shape
 from ._errors import (
     AnnotationCheckError,

@@ -26,7 +26,7 @@ from ._annotations import (
     contains_jaxtyping,
     is_array_annotation,
 )
-from ._bind import PYTHON_SCALARS
+from ._arrays import PYTHON_SCALARS
 from ._decorator import BatchedCall
 from ._describe import render_table
 from ._errors import AutoVmapError

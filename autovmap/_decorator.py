@@ -11,23 +11,23 @@ from collections.abc import Callable
 from typing import Any, ParamSpec
 
 import jax
-from jax.sharding import PartitionSpec
 
 from ._annotations import AnnotationReader, batched_annotation, caller_frame
-from ._bind import BoundCall, all_arrays, bind, bind_call, explain_failure
+from ._arrays import all_arrays
+from ._bind import BoundCall, bind, bind_call, explain_failure
 from ._check import Invoke, OutputChecker, core_sizes, invoker, remembered_invoker
 from ._describe import Plan, broadcast_error, describe, fmt_shape, rank_too_large
 from ._errors import (
     AnnotationCheckError,
     AutoVmapError,
     NothingToBatchWarning,
-    OptionError,
     RankSpecError,
     fn_label,
     hide_from_tracebacks,
     tidy_traceback,
     value_label,
 )
+from ._options import OPTION_NAMES, Options, given_options, mark_defaults
 from ._plan import BoundedCache, IncompatibleBatchShapes, VmapPlan, plan_for
 from ._remember import Bindings, call_key, start_recording, stop_recording
 from ._route import choose_route
@@ -169,84 +169,6 @@ class BatchedCall:
         return self, args, kwargs
 
 
-@dataclasses.dataclass(frozen=True)
-class Options:
-    """The options of `auto_vmap` (everything but ranks), validated when written. This list
-    of fields is the one list of options: `auto_vmap`, `AutoVmap` and the messages read it."""
-
-    check: bool = True
-    chunk_size: int | None = None
-    axis_name: str | None = None
-    spmd_axis_name: Any = None
-    signature: str | None = None  # a gufunc signature: read with the ranks, by `read_spec`
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.check, bool):
-            raise OptionError(
-                f"`auto_vmap(check=...)` takes True or False, got {self.check!r}. `check` is an "
-                "option, not a parameter name: to rank a parameter called `check`, give its "
-                "rank positionally."
-            )
-        size = self.chunk_size
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
-            raise OptionError(
-                f"`auto_vmap(chunk_size=...)` takes an int >= 1 or None, got {size!r}."
-            )
-        if self.axis_name is not None and not isinstance(self.axis_name, str):
-            raise OptionError(
-                "`auto_vmap(axis_name=...)` takes a str, the name collectives use "
-                f"(`jax.lax.pmean(x, 'batch')`), got {self.axis_name!r}."
-            )
-        if self.axis_name is not None and size is not None:
-            # A collective needs every example at once; a chunk loop holds one chunk, so the
-            # collective would silently reduce over that chunk only.
-            raise OptionError(
-                "`auto_vmap(axis_name=..., chunk_size=...)`: a collective over the batch needs "
-                "every example at once, and `chunk_size` evaluates a chunk at a time. Drop one."
-            )
-        spmd = self.spmd_axis_name
-        if spmd is not None and not isinstance(spmd, (str, tuple, PartitionSpec)):
-            raise OptionError(
-                "`auto_vmap(spmd_axis_name=...)` takes a mesh axis name, a tuple of them, or a "
-                f"`PartitionSpec` with one entry per leading batch dim; got {spmd!r}."
-            )
-        if self.signature is not None and not isinstance(self.signature, str):
-            raise OptionError(
-                "`auto_vmap(signature=...)` takes a gufunc signature such as '(n),(n,n)->()', "
-                f"or None, got {self.signature!r}."
-            )
-
-
-OPTION_NAMES = tuple(field.name for field in dataclasses.fields(Options))
-
-
-# What an option left out of `auto_vmap(...)` receives, told apart from the same value given:
-# a re-decoration applies the options given and keeps the original's for the rest.
-_LEFT_OUT: Any = object()
-
-
-def _mark_defaults(fn: Callable[..., Any]) -> None:
-    """Make `fn`'s keyword-only options `_LEFT_OUT` when left out. Its source keeps the plain
-    defaults (`check: bool = True`), which the API page shows, and its `__signature__` keeps
-    them for `help()` and stubtest; they must be the options `Options` lists, with its
-    defaults, in its order."""
-    declared = {field.name: field.default for field in dataclasses.fields(Options)}
-    written = fn.__kwdefaults__ or {}
-    if list(written.items()) != list(declared.items()):
-        raise AssertionError(f"{fn.__name__}'s options {written} differ from `Options`")
-    fn.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
-    fn.__kwdefaults__ = dict.fromkeys(declared, _LEFT_OUT)
-
-
-def _given_options(keywords: dict[str, Any]) -> dict[str, Any]:
-    """The options among `keywords` that were given (not `_LEFT_OUT`)."""
-    return {
-        name: value
-        for name, value in keywords.items()
-        if name in OPTION_NAMES and value is not _LEFT_OUT
-    }
-
-
 class AutoVmap:
     """A configured `auto_vmap` decorator: call it on a function to get the batched function.
 
@@ -255,7 +177,7 @@ class AutoVmap:
     """
 
     def __init__(self, /, *positional_ranks: Any, **keywords: Any) -> None:
-        self.options = _given_options(keywords)
+        self.options = given_options(keywords)
         Options(**self.options)  # a bad option is an error now, not when decorating
         self.positional_ranks = positional_ranks
         self.keyword_ranks = {k: v for k, v in keywords.items() if k not in OPTION_NAMES}
@@ -464,7 +386,7 @@ def auto_vmap(
             annotations.
     """
     # The options, by the names `Options` lists (a test keeps this signature equal to it).
-    options = _given_options(locals())
+    options = given_options(locals())
     if ranks and (callable(ranks[0]) or isinstance(ranks[0], (staticmethod, classmethod))):
         fn = ranks[0]
         if len(ranks) > 1 or keyword_ranks:
@@ -480,7 +402,7 @@ def auto_vmap(
     return AutoVmap(*ranks, **options, **keyword_ranks)
 
 
-_mark_defaults(auto_vmap)
+mark_defaults(auto_vmap)
 autovmap = auto_vmap
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from ._bind import BoundCall, shape_of
+from ._arrays import shape_of
+from ._bind import BoundCall
 from ._errors import BroadcastError, CoreDimError, RankTooLargeError, fn_label
 from ._plan import IncompatibleBatchShapes, Shape, VmapPlan
 from ._route import Route

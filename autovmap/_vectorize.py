@@ -26,9 +26,10 @@ import jax
 import jax.numpy as jnp
 
 from ._annotations import AnnotationReader
-from ._bind import bind, is_array_type
+from ._arrays import is_array_type
+from ._bind import bind
 from ._check import invoker
-from ._decorator import OPTION_NAMES, BatchedCall, Options
+from ._decorator import BatchedCall
 from ._errors import (
     BatchShapeError,
     BroadcastError,
@@ -37,6 +38,7 @@ from ._errors import (
     hide_from_tracebacks,
     tidy_traceback,
 )
+from ._options import OPTION_NAMES, Options
 from ._plan import BoundedCache
 from ._signature import ArgDims, Gufunc, fmt_dims, parse_signature, signature_error
 from ._spec import spec_from_parameters

@@ -15,7 +15,7 @@ from oracle import assert_trees_close
 
 import autovmap
 from autovmap import AutoVmap, AutoVmapError, OptionError, RankSpecError, auto_vmap
-from autovmap._decorator import OPTION_NAMES, Options
+from autovmap._options import OPTION_NAMES, Options
 
 
 @pytest.mark.parametrize(

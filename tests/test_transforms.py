@@ -165,3 +165,16 @@ def test_one_nested_vmap_builder_and_one_concreteness_test():
         "_vmap.py": ["isinstance Tracer", "fn"],
         "_chunks.py": ["one"],
     }, calls
+
+
+def test_no_module_is_over_500_lines():
+    """Core v3: each module keeps to one concern; past 500 lines it holds more than one."""
+    import pathlib
+
+    import autovmap
+
+    sizes = {
+        path.name: len(path.read_text().splitlines())
+        for path in pathlib.Path(autovmap.__file__).parent.glob("*.py")
+    }
+    assert sizes and max(sizes.values()) <= 500, {n: s for n, s in sizes.items() if s > 500}
