@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -25,7 +26,7 @@ def is_array_type(t: type) -> bool:
     return known
 
 
-def all_arrays(flat: list[Any]) -> bool:
+def all_arrays(flat: Sequence[Any]) -> bool:
     """Whether every leaf is a JAX array (`isinstance(leaf, jax.Array)`), with one type test
     per distinct type where that tells: tracers are arrays by their value (their aval), not by
     their type, so they are tested one by one."""

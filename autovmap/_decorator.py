@@ -153,7 +153,8 @@ class BatchedCall:
         work."""
         if bound.short is not None:
             raise rank_too_large(self.spec.fn, bound, bound.short)
-        sizes = core_sizes(self.spec, bound)  # before broadcasting the batch
+        spec = self.spec
+        sizes = None if spec.core is None else core_sizes(spec, bound)  # before broadcasting
         if not any(bound.batch_shapes):
             return None, sizes
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 Shape = tuple[int, ...]
@@ -144,9 +145,8 @@ class BoundedCache:
     def __init__(self, size: int) -> None:
         self._size = size
         self._entries: dict[Any, Any] = {}
-
-    def get(self, key: Any) -> Any:
-        return self._entries.get(key)
+        # The dict's own `get`: a lookup costs no Python call (every call makes a few).
+        self.get: Callable[[Any], Any] = self._entries.get
 
     def put(self, key: Any, value: _V) -> _V:
         if len(self._entries) >= self._size:

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._arrays import all_arrays
 from ._chunks import chunk_loop
 from ._errors import hide_from_tracebacks
 from ._mesh import leaf_layout, level_names
@@ -126,8 +127,9 @@ def run_plan(
     route = choose_route(
         plan, leaves, chunk_size=chunk_size, axis_name=axis_name, spmd_axis_name=spmd_axis_name
     )
-    leaves = [_as_array(x, axes) for x, axes in zip(leaves, plan.squeeze_axes)]
-    mapped = [leaves[i] for i in plan.mapped]
+    if any(plan.squeeze_axes) or not all_arrays(leaves):  # else each is as the function sees it
+        leaves = [_as_array(x, axes) for x, axes in zip(leaves, plan.squeeze_axes)]
+    mapped = leaves if len(plan.mapped) == len(leaves) else [leaves[i] for i in plan.mapped]
     out = execute(route, LeavesExample(call, leaves, plan.mapped), mapped)
     lead = route.mapped_shape
     if lead == plan.batch_shape:

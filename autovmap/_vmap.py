@@ -60,7 +60,7 @@ class LeavesExample(Example):
     __slots__ = ("leaves", "mapped")
 
     def __init__(
-        self, call: Callable[[list[Any]], Any], leaves: list[Any], mapped: tuple[int, ...]
+        self, call: Callable[[list[Any]], Any], leaves: Sequence[Any], mapped: tuple[int, ...]
     ):
         self.fn = call  # not `super().__init__`: this is made on every call
         self.leaves = leaves
