@@ -14,22 +14,16 @@ are batch dims. To type checkers, `Batched[T, "e"]` is `T` (see `__init__.pyi`).
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jaxtyping
 import numpy as np
 import typeguard
-from jaxtyping import _storage
 
 from . import _annotations
 from ._errors import RankSpecError
-
-# jaxtyping's memo of dim sizes, through the functions its own `PyTree` check uses to keep the
-# dims bound by a failed check from leaking into the next one.
-get_shape_memo: Callable[[], tuple[dict[str, Any], ...]] = _storage.get_shape_memo
-set_shape_memo: Callable[..., None] = _storage.set_shape_memo
+from ._remember import open_memo, restore_memo  # jaxtyping's memo of dim sizes: one owner
 
 
 class BatchedMeta(type):
@@ -93,8 +87,8 @@ class BatchedMeta(type):
         it is, as jaxtyping does for its own types."""
         if not hasattr(cls, "inner"):  # bare `Batched`: any value is a stack of something
             return ""
-        single, variadic, pytree, arguments = memo = get_shape_memo()
-        if get_shape_memo()[0] is not single:
+        memo = open_memo()
+        if memo is None:
             # No `jaxtyped` scope is active, so each dim would bind on its own: open one for
             # this check, so that `"e"` agrees across the leaves and T's dims within the example.
             with jaxtyping.jaxtyped("context"):
@@ -103,10 +97,10 @@ class BatchedMeta(type):
         try:
             reason = _why_not(cls, obj)
         except Exception:
-            set_shape_memo(*saved)
+            restore_memo(saved)
             raise
         if reason:
-            set_shape_memo(*saved)
+            restore_memo(saved)
         return reason
 
 

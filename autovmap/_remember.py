@@ -186,8 +186,9 @@ except ImportError:  # pragma: no cover - another jaxtyping layout
 _get_memo = getattr(_storage, "get_shape_memo", None)
 _push_memo = getattr(_storage, "push_shape_memo", None)
 _pop_memo = getattr(_storage, "pop_shape_memo", None)
-if _get_memo is None or _push_memo is None or _pop_memo is None:  # pragma: no cover
-    _get_memo = _push_memo = _pop_memo = None
+_set_memo = getattr(_storage, "set_shape_memo", None)
+if None in (_get_memo, _push_memo, _pop_memo, _set_memo):  # pragma: no cover
+    _get_memo = _push_memo = _pop_memo = _set_memo = None
 
 _fallback = threading.local()  # the fallback's open contexts, per thread
 
@@ -210,6 +211,21 @@ def pop_scope() -> None:
         _fallback.contexts.pop().__exit__(None, None, None)
         return
     _pop_memo()
+
+
+def open_memo() -> tuple[dict[str, Any], ...] | None:
+    """The memo of the jaxtyping scope open now (its dicts themselves, which checks bind dims
+    in), or `None` where no scope is open or this jaxtyping's storage is unknown."""
+    if _get_memo is None:  # pragma: no cover - another jaxtyping layout
+        return None
+    memo: tuple[dict[str, Any], ...] = _get_memo()
+    return memo if _get_memo()[0] is memo[0] else None  # (no scope: fresh dicts each time)
+
+
+def restore_memo(saved: tuple[dict[str, Any], ...]) -> None:
+    """Put back the open scope's memo as `open_memo` gave it (copied beforehand)."""
+    assert _set_memo is not None
+    _set_memo(*saved)
 
 
 def current_bindings() -> Bindings | None:

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 
 from ._annotations import AnnotationReader
-from ._arrays import is_array_type
+from ._arrays import ARRAY_TYPES
 from ._bind import bind
 from ._check import invoker
 from ._decorator import BatchedCall
@@ -329,8 +329,8 @@ class _Vectorized:
                 if entry:
                     raise self._none_error(name, entry)
                 continue  # passed through, as `jnp.vectorize` does
-            if is_array_type(type(value)) or isinstance(value, jax.Array):
-                continue
+            if ARRAY_TYPES.get(type(value)) or isinstance(value, jax.Array):
+                continue  # (`is_array_type`, inlined: this runs for every input of every call)
             if isinstance(at, int):
                 converted = list(args) if converted is None else converted
                 converted[at] = self._asarray(value, name)
