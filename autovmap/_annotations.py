@@ -355,8 +355,11 @@ def contains_jaxtyping(t: Any) -> bool:
 
 
 def annotation_str(t: Any) -> str:
-    """An annotation as a person writes it: `Float[Array, 'n n']`, not its full repr."""
-    text = t.__qualname__ if isinstance(t, type) and t.__module__ == "builtins" else repr(t)
+    """An annotation as a person writes it: `Float[Array, 'n n']`, not its full repr, and a
+    class by its name: `Dense`, not `my_module.Dense`."""
+    if isinstance(t, type) and t.__module__ != "jaxtyping":
+        return t.__name__
+    text = repr(t)
     for noise in ("<class '", "'>", "jaxtyping.", "jaxlib._jax.", "typing."):
         text = text.replace(noise, "")
     return text

@@ -49,7 +49,7 @@ class BatchedMeta(type):
             leading = jaxtyping.Shaped[Any, dim_str]
         except ValueError as e:  # jaxtyping's own reason, such as two variadic dims
             raise RankSpecError(f"`Batched[..., {dim_str!r}]`: {e}") from None
-        name = f"Batched[{_name(inner)}, {dim_str!r}]"
+        name = f"Batched[{_annotations.annotation_str(inner)}, {dim_str!r}]"
         stacked = BatchedMeta(
             name, (Batched,), {"inner": inner, "dim_str": dim_str, "leading": leading}
         )
@@ -59,7 +59,7 @@ class BatchedMeta(type):
         if leading.index_variadic is not None and _known_ranks(stacked) is None:
             raise RankSpecError(
                 f"`{name}`: the variadic dims {dim_str!r} cover as many leading dims as a leaf "
-                f"has beyond its rank in `{_name(inner)}`, but that type "
+                f"has beyond its rank in `{_annotations.annotation_str(inner)}`, but that type "
                 "gives no leaf a fixed rank. Name each added dim (`'e'`, `'e k'`), or annotate "
                 "the fields of the type with fixed-rank array types."
             )
@@ -114,13 +114,6 @@ class Batched(metaclass=BatchedMeta):
     binds like any dim. To `auto_vmap`, a parameter annotated `Batched[T, "e"]` has, per leaf,
     the rank of `T`'s leaf plus one. To type checkers, `Batched[T, "e"]` is `T`.
     """
-
-
-def _name(t: Any) -> str:
-    """A type as its user wrote it: `MLP`, not `equinox.nn._mlp.MLP`."""
-    if isinstance(t, type) and t.__module__ not in ("builtins", "jaxtyping"):
-        return t.__qualname__
-    return _annotations.annotation_str(t)
 
 
 def _is_array(leaf: Any) -> bool:
@@ -211,7 +204,7 @@ def _why_not_example(cls: BatchedMeta, example: Any) -> str:
     except typeguard.TypeCheckError as e:
         return (
             f"one example of the stack (every array leaf at index 0 of its dims "
-            f"{cls.dim_str!r}) does not match `{_name(cls.inner)}`: {e}"
+            f"{cls.dim_str!r}) does not match `{_annotations.annotation_str(cls.inner)}`: {e}"
         )
     return ""
 

@@ -35,7 +35,14 @@ import typeguard
 from ._annotations import AnnotationReader, annotation_str, is_array_annotation
 from ._arrays import shape_of
 from ._bind import BoundCall, bind
-from ._describe import LeafAt, core_dim_fixed, core_dim_mismatch, count_dims, fmt_shape
+from ._describe import (
+    LeafAt,
+    core_dim_fixed,
+    core_dim_mismatch,
+    count_dims,
+    fmt_shape,
+    what_value,
+)
 from ._errors import (
     AnnotationCheckError,
     OutputSignatureError,
@@ -49,13 +56,6 @@ from ._spec import CallSpec, _annotated_function
 from ._typecheck import UNION_TYPES, CheckMemo, check, explain, received, without_alias
 
 hide_from_tracebacks(__file__)
-
-
-def _shape_str(value: Any) -> str | None:
-    shape = getattr(value, "shape", None)
-    if shape is None:
-        return None
-    return f"a {getattr(value, 'dtype', '')} array of shape {fmt_shape(tuple(shape))}"
 
 
 def _bindings() -> str:
@@ -111,25 +111,17 @@ def _fail(
     spec: CallSpec, what: str, value: Any, found: _Check, error: Exception
 ) -> AnnotationCheckError:
     shown, annotation, memo = found.shown, found.annotation, found.memo
-    shape = _shape_str(value)
     error_ = AnnotationCheckError(
-        f"{fn_label(spec.fn)}: {what} is {shape or f'a `{type(value).__name__}`'}, which does "
-        f"not match its annotation `{_annotation_name(shown)}`: "
+        f"{fn_label(spec.fn)}: {what} is {what_value(value)}, which does "
+        f"not match its annotation `{annotation_str(shown)}`: "
         f"{_reason(value, annotation, error)}.{_hint(value, shown, memo.received)}\n"
         f"Dims bound so far: {_bindings()}.\n"
         "Fix the argument's shape or dtype, or the annotation; `auto_vmap(..., check=False)` "
         "turns these checks off."
     )
-    error_.showed_shape = shape is not None  # type: ignore[attr-defined]
+    error_.showed_shape = hasattr(value, "shape")  # type: ignore[attr-defined]
     error_.checked_by = spec  # type: ignore[attr-defined] # only this call adds its batch note
     return error_
-
-
-def _annotation_name(t: Any) -> str:
-    """An annotation as its user wrote it: `Dense`, not `my_module.Dense`."""
-    if isinstance(t, type) and not is_array_annotation(t):
-        return t.__name__
-    return annotation_str(t)
 
 
 class _Check(typing.NamedTuple):
@@ -387,7 +379,7 @@ class OutputChecker:
         if len(expected) > 1 and not isinstance(out, tuple):
             raise self._error(
                 f"{self.signature} declares {len(expected)} outputs, so the function must "
-                f"return a tuple of {len(expected)}, but it returned {_what(out)}. Return a "
+                f"return a tuple of {len(expected)}, but it returned {what_value(out)}. Return a "
                 "tuple (not a list), or fix the signature."
             )
         outs = out if isinstance(out, tuple) else (out,)
@@ -442,10 +434,3 @@ class OutputChecker:
         shape = shape_of(bound.leaves[argument.start + j])
         assert shape is not None
         return f"argument `{argument.leaf_labels()[j]}` (shape {fmt_shape(shape)})"
-
-
-def _what(value: Any) -> str:
-    shape = shape_of(value)
-    if shape is not None:
-        return f"a single array of shape {fmt_shape(shape)}"
-    return f"a `{type(value).__name__}`"

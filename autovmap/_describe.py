@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Any
 
 from ._arrays import shape_of
 from ._bind import BoundCall
@@ -14,6 +15,14 @@ from ._errors import BroadcastError, CoreDimError, RankTooLargeError, fn_label
 from ._plan import IncompatibleBatchShapes, Shape, VmapPlan
 from ._route import Route
 from ._signature import ArgDims, CoreDims, fmt_dims, leaf_dims
+
+
+def what_value(value: Any) -> str:
+    r"""What a value is, for messages: `a float32 array of shape (3, 4)`, or `a \`Dense\``."""
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        return f"a `{type(value).__name__}`"
+    return f"a {getattr(value, 'dtype', '')} array of shape {fmt_shape(tuple(shape))}"
 
 
 def fmt_shape(shape: Shape) -> str:

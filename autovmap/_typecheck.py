@@ -26,6 +26,7 @@ from ._annotations import (
     contains_jaxtyping,
     is_array_annotation,
 )
+from ._describe import what_value
 
 _CONFIG = typeguard.TypeCheckConfiguration(
     collection_check_strategy=typeguard.CollectionCheckStrategy.ALL_ITEMS
@@ -181,16 +182,9 @@ def _check_array(value: Any, origin_type: Any, args: tuple[Any, ...], memo: Any)
     if not isinstance(memo, CheckMemo):
         raise _not_an_instance(origin_type)
     raise typeguard.TypeCheckError(
-        f"is {_what(value)}, which does not match `{annotation_str(origin_type)}`: "
+        f"is {what_value(value)}, which does not match `{annotation_str(origin_type)}`: "
         f"{explain(value, origin_type)}"
     )
-
-
-def _what(value: Any) -> str:
-    shape = getattr(value, "shape", None)
-    if shape is None:
-        return f"a `{type(value).__name__}`"
-    return f"a {getattr(value, 'dtype', '')} array of shape {tuple(shape)}"
 
 
 def _check_fields(value: Any, origin_type: Any, args: tuple[Any, ...], memo: Any) -> None:
@@ -209,7 +203,7 @@ def _check_fields(value: Any, origin_type: Any, args: tuple[Any, ...], memo: Any
                 reason = explain(field, annotation)
                 if reason:  # an array annotation: jaxtyping says why, and what the field holds
                     error = typeguard.TypeCheckError(
-                        f"is {_what(field)}, which does not match `{annotation_str(shown)}`: "
+                        f"is {what_value(field)}, which does not match `{annotation_str(shown)}`: "
                         f"{reason}"
                     )
             error.append_path_element(f"field `{name}`")

@@ -123,7 +123,7 @@ def test_several_outputs_are_a_tuple():
         (
             "(n)->(),(n)",
             lambda x: x,
-            ["must return a tuple of 2", "single array of shape (3,)"],
+            ["must return a tuple of 2", "it returned a float32 array of shape (3,)"],
             TypeError,
         ),
         ("(n)->(),(n)", lambda x: [x.sum(), x], ["must return a tuple of 2", "`list`"], TypeError),
