@@ -8,7 +8,10 @@
 Each workload times `auto_vmap` against the hand-written alternative in one process,
 interleaved (see `_timing.compare`); the table gives the median ratio (± half the interquartile
 range of the per-block ratios: how far apart two runs may land), the target and whether it is
-met. These are measurements, not tests: nothing asserts a time.
+met. These are measurements, not tests: nothing asserts a time. Two lines follow the table:
+the XLA compilations a new batch shape costs, and what each entry point costs per call on a
+function that does nothing (no JAX dispatch to vary around it: the number to compare commits
+by, when a ratio's spread is as large as the change).
 
 To add a workload, write a function `(quick) -> list[Workload]` decorated with `@workload`:
 it is run in the order of definition, and its rows land in the same table.
@@ -22,6 +25,7 @@ import os
 import pathlib
 import sys
 import time
+import timeit
 from collections.abc import Callable
 from typing import Any
 
@@ -295,6 +299,38 @@ def first_seen_checked_call(quick: bool) -> list[Workload]:
     ]
 
 
+def noop(x):
+    return x
+
+
+def noop_typed(x: Float[Array, "n"]) -> Float[Array, "n"]:
+    return x
+
+
+def layer_costs() -> str:
+    """What each entry point costs per call in itself: timed on a function that does nothing,
+    with one unbatched array, so no JAX dispatch (whose time varies by several µs from run to
+    run) hides it. The minimum over 9 repeats of 20,000 calls, twice: a steadier number than
+    any ratio above, to compare commits by."""
+    x = jnp.ones(3)
+    entries = {
+        "bare function": noop,
+        "auto_vmap(x=1)": auto_vmap(x=1)(noop),
+        "auto_vmap(signature=...)": auto_vmap(signature="(n)->(n)")(noop),
+        "autovmap.vectorize": vectorize(noop, signature="(n)->(n)"),
+        "auto_vmap, annotated, check=True": auto_vmap(noop_typed),
+    }
+    best: dict[str, float] = {}
+    for _ in range(2):
+        for name, f in entries.items():
+            f(x)
+            seconds = min(timeit.repeat(lambda f=f: f(x), number=20_000, repeat=9)) / 20_000
+            best[name] = min(best.get(name, seconds), seconds)
+    return "Per-call cost on a function that does nothing, no batch dims: " + ", ".join(
+        f"{name} {seconds * 1e9:.0f} ns" for name, seconds in best.items()
+    )
+
+
 def compiles_per_new_shape() -> str:
     """How many XLA compilations one eager call on a new batch shape costs (each is kept in
     jax's caches: the resident memory a new shape adds), hand nested vmap against ours."""
@@ -376,6 +412,7 @@ def main(argv: list[str] | None = None) -> None:
             )
     if not args.match:
         print("\n" + compiles_per_new_shape())
+        print("\n" + layer_costs())
 
 
 if __name__ == "__main__":
