@@ -339,7 +339,7 @@ class _Vectorized:
                 kwargs[at] = self._asarray(value, name)
         if converted is not None:
             args = tuple(converted)
-        if _rank_promotion() != "allow":
+        if len(layout.batched) > 1 and _rank_promotion() != "allow":  # (one cannot differ)
             self._check_rank_promotion(layout, args, kwargs)
         return layout.call, args, kwargs
 
