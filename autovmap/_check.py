@@ -314,13 +314,12 @@ def named_sizes(
     return sizes, origin
 
 
-def core_sizes(spec: CallSpec, bound: BoundCall) -> dict[str, int] | None:
-    """The size of each named core dim of a call (`None`: the function has none), read once
-    per call: `CoreDims.sizes` for plain positional calls, else `named_sizes`, which also
-    explains dims that disagree. Raises `CoreDimError`, before `jax.vmap`."""
+def core_sizes(spec: CallSpec, bound: BoundCall) -> dict[str, int]:
+    """The size of each named core dim of a call (of a function that has some), read once per
+    call: `CoreDims.sizes` for plain positional calls, else `named_sizes`, which also explains
+    dims that disagree. Raises `CoreDimError`, before `jax.vmap`."""
     core = spec.core
-    if core is None:
-        return None
+    assert core is not None
     # Read from the end of the shapes: the sizes of the call are those of each example.
     sizes = None if bound.kwargs else core.sizes(bound.args)
     return sizes if sizes is not None else named_sizes(spec.fn, core, bound)[0]
