@@ -166,14 +166,29 @@ ALIAS_TYPES: tuple[type, ...] = tuple(
 )
 
 
+_ALIAS_DEPTH = 100  # a bound on aliases that refer to themselves (`type A = A`)
+
+
+def without_alias(t: Any) -> Any:
+    """`t` with its type aliases (`type Vec = Float[Array, "n"]`, Python 3.12+, or
+    `typing_extensions.TypeAliasType`) replaced by their values. An alias that refers to itself
+    comes back still an alias, for the caller to refuse."""
+    for _ in range(_ALIAS_DEPTH):
+        if not isinstance(t, ALIAS_TYPES):
+            break
+        t = typing.cast(Any, t).__value__
+    return t
+
+
 def unwrap(t: Any) -> Any:
-    """What an annotation means for ranks: `Annotated[T, ...]` and type aliases (`type Vec =
-    Float[Array, "n"]`, Python 3.12+, or `typing_extensions.TypeAliasType`) read as `T`."""
-    for _ in range(100):  # a bound on aliases that refer to themselves
+    """What an annotation means for ranks: `Annotated[T, ...]` and type aliases read as `T`."""
+    for _ in range(_ALIAS_DEPTH):
         if typing.get_origin(t) is typing.Annotated:
             t = typing.get_args(t)[0]
         elif isinstance(t, ALIAS_TYPES):
-            t = typing.cast(Any, t).__value__
+            t = without_alias(t)
+            if isinstance(t, ALIAS_TYPES):
+                break
         elif isinstance(typing.get_origin(t), ALIAS_TYPES):
             alias = typing.get_origin(t)
             if alias not in _READING and _reads_jaxtyping(alias):  # (in it: it refers to itself)

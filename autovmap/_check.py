@@ -32,7 +32,13 @@ import jaxtyping
 import numpy as np
 import typeguard
 
-from ._annotations import AnnotationReader, annotation_str, is_array_annotation
+from ._annotations import (
+    ALIAS_TYPES,
+    AnnotationReader,
+    annotation_str,
+    is_array_annotation,
+    without_alias,
+)
 from ._arrays import shape_of
 from ._bind import BoundCall, bind
 from ._describe import (
@@ -51,9 +57,16 @@ from ._errors import (
     hide_from_tracebacks,
 )
 from ._remember import Bindings, InScope, pop_scope, push_scope, record
-from ._signature import CoreDims, TreeDims, compare_dims, compile_dims, fmt_dims, leaf_dims
+from ._signature import (
+    CoreDims,
+    TreeDims,
+    compare_dims,
+    compile_dims,
+    fmt_dims,
+    leaf_dims,
+)
 from ._spec import CallSpec, _annotated_function
-from ._typecheck import UNION_TYPES, CheckMemo, check, explain, received, without_alias
+from ._typecheck import UNION_TYPES, CheckMemo, check, explain, received
 
 hide_from_tracebacks(__file__)
 
@@ -159,6 +172,13 @@ class Checker:
         ranked = {p.name for p in spec.params if p.rank is not None}
         self.checks: dict[str, _Check] = {}
         for name, annotation in spec.annotations.items():
+            if isinstance(without_alias(annotation), ALIAS_TYPES):
+                what = "the return value" if name == "return" else f"parameter `{name}`"
+                raise RankSpecError(
+                    f"{fn_label(spec.fn)}: {what} is annotated `{annotation_str(annotation)}`, "
+                    "a type alias that refers to itself, so there is nothing to check it "
+                    "against. Annotate it with the type it stands for, or pass `check=False`."
+                )
             if name in ranked or name == "return":
                 self.checks[name] = _Check(received(annotation), annotation, as_received)
             else:

@@ -20,11 +20,11 @@ import numpy as np
 import typeguard
 
 from ._annotations import (
-    ALIAS_TYPES,
     AnnotationReader,
     annotation_str,
     contains_jaxtyping,
     is_array_annotation,
+    without_alias,
 )
 from ._describe import what_value
 
@@ -71,16 +71,8 @@ def received(annotation: Any) -> Any:
     return found
 
 
-def without_alias(t: Any) -> Any:
-    """`t` with its type aliases (`type Vec = ...`) replaced by their values: typeguard before
-    4.3 checks nothing through an alias (it passes every value)."""
-    while isinstance(t, ALIAS_TYPES):
-        t = typing.cast(Any, t).__value__
-    return t
-
-
 def _received(t: Any) -> Any:
-    t = without_alias(t)
+    t = without_alias(t)  # typeguard before 4.3 checks nothing through an alias
     if is_array_annotation(t):
         if t.array_type is np.ndarray:
             return typing.Union[t, t.dtype[jax.Array, t.dim_str]]

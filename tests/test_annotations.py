@@ -275,6 +275,29 @@ def test_pep_695_type_alias_is_read_as_its_value():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="`type X = ...` is Python 3.12+")
+def test_an_alias_that_refers_to_itself_is_refused_at_decoration():
+    """Ranked or not (`k=None`), a parameter annotated `type A = A` is refused when decorating,
+    naming it: following the alias to check against it never ended."""
+    code = textwrap.dedent(
+        """
+        import pytest
+        from jaxtyping import Array, Float
+        from autovmap import RankSpecError, auto_vmap
+        type A = A
+
+        def f(x: Float[Array, "n"], k: A):
+            return x
+
+        for decorate in (auto_vmap, auto_vmap(k=None), auto_vmap(k=0)):
+            with pytest.raises(RankSpecError, match="`k` is annotated `A`"):
+                decorate(f)
+        assert auto_vmap(k=None, check=False)(f) is not f
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 class _Weights(eqx.Module):
     w: Float[Array, "n"]
 
