@@ -58,6 +58,7 @@ from ._errors import (
 )
 from ._remember import Bindings, InScope, pop_scope, push_scope, record
 from ._signature import (
+    Check,
     CoreDims,
     TreeDims,
     compare_dims,
@@ -345,6 +346,12 @@ def core_sizes(spec: CallSpec, bound: BoundCall) -> dict[str, int]:
     return sizes if sizes is not None else named_sizes(spec.fn, core, bound)[0]
 
 
+def _one_fits(value: Any, rank: int, dims: tuple[Check, ...], sizes: dict[str, int]) -> bool:
+    """Whether one output is a single array of its entry's rank whose dims fit `sizes`."""
+    shape = shape_of(value)
+    return shape is not None and len(shape) == rank and not compare_dims(shape, dims, sizes)
+
+
 class OutputChecker:
     """Compares the result of one example with the signature's outputs: a tuple of the declared
     length, each output of its entry's rank, named dims of the sizes the call's arguments (or
@@ -375,15 +382,12 @@ class OutputChecker:
         told without walking pytrees or building messages. Anything else (`False`) is decided
         and explained by `_check`."""
         checks = self.output_checks
-        if len(checks) == 1:  # one output, one array: no tuple to build and walk
-            rank, dims = checks[0]
-            shape = shape_of(out)
-            return shape is not None and len(shape) == rank and not compare_dims(shape, dims, sizes)
+        if len(checks) == 1:  # one output: no tuple to build and walk
+            return _one_fits(out, *checks[0], sizes)
         if type(out) is not tuple or len(out) != len(checks):
             return False
         for value, (rank, dims) in zip(out, checks):
-            shape = shape_of(value)
-            if shape is None or len(shape) != rank or compare_dims(shape, dims, sizes):
+            if not _one_fits(value, rank, dims, sizes):
                 return False
         return True
 
