@@ -236,6 +236,8 @@ class AnnotationReader:
         self._frame = frame
         self._locals: dict[str, Any] | None = None
         self._in_progress: dict[type, FieldRanks] = {}
+        # Aliases being read: one met again inside itself (`type T = list[T]`) has no rank.
+        self._aliases_in_progress: set[Any] = set()
 
     def _frame_locals(self) -> dict[str, Any]:
         if self._locals is None:
@@ -265,7 +267,17 @@ class AnnotationReader:
     def rank(self, t: Any) -> Any:
         """The rank an annotation implies: an int, a tuple of ranks, a `FieldRanks` or
         `EachRank`, or `None` (not batched). Raises `VariadicAnnotation` or `NoSingleRank`."""
-        t = unwrap(t)
+        if not isinstance(t, ALIAS_TYPES):
+            return self._rank(unwrap(t))
+        if t in self._aliases_in_progress:
+            raise NoSingleRank("it is a type alias that refers to itself")
+        self._aliases_in_progress.add(t)
+        try:
+            return self._rank(unwrap(t))
+        finally:
+            self._aliases_in_progress.discard(t)
+
+    def _rank(self, t: Any) -> Any:
         if is_array_annotation(t):
             if t.index_variadic is not None:
                 raise VariadicAnnotation(t)
@@ -358,15 +370,19 @@ def _field_annotations(cls: type) -> list[tuple[str, Any, dict[str, Any]]]:
     return [(name, *found[name]) for name in names if name in found]
 
 
-def contains_jaxtyping(t: Any) -> bool:
+def contains_jaxtyping(t: Any, aliases_seen: frozenset[Any] = frozenset()) -> bool:
     """Whether checking `t` at run time means anything jaxtyping-specific."""
+    if isinstance(t, ALIAS_TYPES):
+        if t in aliases_seen:
+            return False  # met again inside itself: what it holds is looked at already
+        aliases_seen |= {t}
     try:
         t = unwrap(t)
     except NoSingleRank:
         return True  # a generic alias: let the checks look
     if is_array_annotation(t) or _is_pytree_annotation(t) or isinstance(t, _batched.BatchedMeta):
         return True
-    return any(contains_jaxtyping(member) for member in typing.get_args(t))
+    return any(contains_jaxtyping(member, aliases_seen) for member in typing.get_args(t))
 
 
 def annotation_str(t: Any) -> str:

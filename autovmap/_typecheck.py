@@ -20,6 +20,7 @@ import numpy as np
 import typeguard
 
 from ._annotations import (
+    ALIAS_TYPES,
     AnnotationReader,
     annotation_str,
     contains_jaxtyping,
@@ -56,22 +57,29 @@ def check(value: Any, annotation: Any, memo: CheckMemo) -> None:
 _received_cache: dict[Any, Any] = {}
 
 
-def received(annotation: Any) -> Any:
+def received(annotation: Any, expanding: frozenset[Any] = frozenset()) -> Any:
     """`annotation` as it applies to a value the library converted to a JAX array: each NumPy
-    array annotation `Float[np.ndarray, "n"]` also admits `Float[Array, "n"]`."""
+    array annotation `Float[np.ndarray, "n"]` also admits `Float[Array, "n"]`. (`expanding`:
+    the type aliases being read, around this one.)"""
+    if expanding:  # inside an alias: what it gives depends on `expanding`, so not remembered
+        return _received(annotation, expanding)
     try:
         return _received_cache[annotation]
     except KeyError:
         pass
     except TypeError:  # an unhashable `Annotated` extra: not cached
-        return _received(annotation)
+        return _received(annotation, expanding)
     if len(_received_cache) >= 512:
         _received_cache.clear()
-    found = _received_cache[annotation] = _received(annotation)
+    found = _received_cache[annotation] = _received(annotation, expanding)
     return found
 
 
-def _received(t: Any) -> Any:
+def _received(t: Any, expanding: frozenset[Any]) -> Any:
+    if isinstance(t, ALIAS_TYPES):
+        if t in expanding:  # met inside itself (`type T = list[T]`): left for typeguard to follow
+            return t
+        expanding |= {t}
     t = without_alias(t)  # typeguard before 4.3 checks nothing through an alias
     if is_array_annotation(t):
         if t.array_type is np.ndarray:
@@ -81,8 +89,8 @@ def _received(t: Any) -> Any:
     if not args or not contains_jaxtyping(t):
         return t
     if origin is typing.Annotated:
-        return typing.Annotated[(received(args[0]), *t.__metadata__)]
-    new_args: tuple[Any, ...] = tuple(a if a is Ellipsis else received(a) for a in args)
+        return typing.Annotated[(received(args[0], expanding), *t.__metadata__)]
+    new_args = tuple(a if a is Ellipsis else received(a, expanding) for a in args)
     if all(new is old for new, old in zip(new_args, args)):
         return t
     if origin in UNION_TYPES:

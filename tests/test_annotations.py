@@ -298,6 +298,45 @@ def test_an_alias_that_refers_to_itself_is_refused_at_decoration():
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="`type X = ...` is Python 3.12+")
+def test_a_recursive_alias_is_refused_unranked_and_checked_when_ranked():
+    """`type Tree = dict[str, Tree | Float[Array, "n"]]` refers to itself through a container:
+    reading its rank never ended (a `RecursionError` from inside the library). It now gives no
+    rank (refused, naming the parameter); ranked explicitly or left unbatched, it is checked."""
+    code = textwrap.dedent(
+        """
+        import jax.numpy as jnp, numpy as np, pytest
+        from jaxtyping import Array, Float
+        from autovmap import AnnotationCheckError, RankSpecError, auto_vmap
+        type Tree = dict[str, Tree | Float[Array, "n"]]
+        type Nested = list[Nested]
+
+        def f(x: Float[Array, "n"], k: Tree):
+            return x + k["a"]
+
+        def g(x: Float[Array, "n"], k: Nested):
+            return x
+
+        for fn in (f, g):
+            with pytest.raises(RankSpecError, match="`k` is annotated .*refers to itself"):
+                auto_vmap(fn)
+        x = np.arange(6.0).reshape(2, 3)
+        unbatched = auto_vmap(k=None)(f)
+        np.testing.assert_allclose(unbatched(x, {"a": jnp.ones(3)}), x + 1)
+        with pytest.raises(AnnotationCheckError, match="argument `k`"):
+            unbatched(x, {"a": jnp.ones(4)})
+        ranked = auto_vmap(k=1)(f)
+        out = ranked(x, {"a": np.arange(15.0).reshape(5, 1, 3)})
+        expected = x + np.arange(15.0).reshape(5, 1, 3)
+        np.testing.assert_allclose(out, expected)
+        with pytest.raises(AnnotationCheckError, match="argument `k`"):
+            ranked(x, {"a": np.ones((5, 1, 4))})
+        assert auto_vmap(k=None)(g)(x, [[]]).shape == (2, 3)
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 class _Weights(eqx.Module):
     w: Float[Array, "n"]
 
