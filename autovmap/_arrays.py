@@ -31,7 +31,7 @@ def all_arrays(flat: Sequence[Any]) -> bool:
     per distinct type where that tells: tracers are arrays by their value (their aval), not by
     their type, so they are tested one by one."""
     if len(flat) == 1:
-        if is_array_type(type(flat[0])):
+        if ARRAY_TYPES.get(type(flat[0])) or is_array_type(type(flat[0])):
             return True
     elif all(map(is_array_type, set(map(type, flat)))):
         return True

@@ -108,7 +108,10 @@ class BoundCall:
         args = list(self.args)
         kwargs = dict(self.kwargs) if self.kwargs else {}
         for argument in self.arguments:
-            value = argument.rebuild(leaves)
+            if argument.unflatten is None:  # its own single ranked leaf (`rebuild`, inlined)
+                value = leaves[argument.start]
+            else:
+                value = argument.rebuild(leaves)
             if isinstance(argument.key, int):
                 args[argument.key] = value
             else:
@@ -445,7 +448,7 @@ def _bind_plain(spec: CallSpec, args: tuple[Any, ...]) -> BoundCall | None:
         value = args[i]
         if value is None:
             continue
-        if not is_array_type(type(value)):
+        if not (ARRAY_TYPES.get(type(value)) or is_array_type(type(value))):
             return bind(spec, args, {})  # NumPy arrays, Python scalars, pytrees
         shape = value.shape
         if len(shape) < rank:

@@ -12,6 +12,7 @@ from typing import Any, ParamSpec
 
 import jax
 
+from . import _plan
 from ._annotations import AnnotationReader, batched_annotation, caller_frame
 from ._arrays import all_arrays
 from ._bind import BoundCall, bind, bind_call, explain_failure
@@ -157,8 +158,12 @@ class BatchedCall:
         sizes = None if spec.core is None else core_sizes(spec, bound)  # before broadcasting
         if not any(bound.batch_shapes):
             return None, sizes
+        batch_shapes = tuple(bound.batch_shapes)
+        plan = _plan.PLANS.get(batch_shapes)  # (`plan_for`'s lookup: every batched call asks)
+        if plan is not None:
+            return plan, sizes
         try:
-            return plan_for(tuple(bound.batch_shapes)), sizes
+            return plan_for(batch_shapes), sizes
         except IncompatibleBatchShapes as e:
             raise broadcast_error(self.spec.fn, bound, e) from None
 

@@ -155,10 +155,10 @@ class BoundedCache:
         return value
 
 
-_PLANS = BoundedCache(4096)
+PLANS = BoundedCache(4096)  # by batch shapes, shared by every decorated function
 
 
 def plan_for(batch_shapes: tuple[Shape, ...]) -> VmapPlan:
-    """`make_plan`, cached by the batch shapes (shared by every decorated function)."""
-    cached: VmapPlan | None = _PLANS.get(batch_shapes)
-    return cached if cached is not None else _PLANS.put(batch_shapes, make_plan(batch_shapes))
+    """`make_plan`, cached by the batch shapes (`PLANS`)."""
+    cached: VmapPlan | None = PLANS.get(batch_shapes)
+    return cached if cached is not None else PLANS.put(batch_shapes, make_plan(batch_shapes))

@@ -138,39 +138,43 @@ def _public_settings() -> tuple[Any, ...]:
     return config.jax_enable_x64, config.jax_numpy_dtype_promotion
 
 
-def _settings_reader() -> Callable[[], tuple[Any, ...]]:
-    """`_public_settings`, read in a third of the time from jax's own config states where
-    this jax has them (checked against the public values once)."""
+def _setting_states() -> tuple[Any, Any] | None:
+    """jax's own states of `_public_settings`, read in a third of the time, where this jax has
+    them (checked against the public values once); else `None`."""
     try:
         from jax._src import config  # noqa: PLC0415
 
         x64: Any = config.enable_x64
         promotion: Any = config.numpy_dtype_promotion
-
-        def read() -> tuple[Any, ...]:
-            return x64.value, promotion.value
-
-        if read() == _public_settings():
-            return read
+        if (x64.value, promotion.value) == _public_settings():
+            return x64, promotion
     except (ImportError, AttributeError):  # pragma: no cover - another jax layout
         pass
-    return _public_settings  # pragma: no cover
+    return None  # pragma: no cover
 
 
-_settings = _settings_reader()
+_states = _setting_states()
 
 
 def call_key(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
     """A key that decides whether a call passes its checks, or `None` if there is none."""
+    # Inlined, as this runs on every checked call: `_part` of an array (in a plain loop: on
+    # Python 3.11 a comprehension is a call), and the settings.
+    found = []
     try:
-        parts = tuple(map(_part, args))
+        for value in args:
+            kind = type(value)
+            found.append((kind, value.aval) if kind in _ARRAY_TYPES else _part(value))
+        parts = tuple(found)
         if kwargs:
             parts += tuple((name, _part(value)) for name, value in kwargs.items())
     except _NoKey:
         return None
     except RecursionError:
         return None
-    return _settings(), len(args), parts
+    if _states is None:  # pragma: no cover - another jax layout
+        return _public_settings(), len(args), parts
+    return (_states[0].value, _states[1].value), len(args), parts
 
 
 # --------------------------------------------------------------------------------------------

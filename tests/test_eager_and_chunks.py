@@ -212,7 +212,7 @@ def test_the_route_of_a_call_does_not_depend_on_what_was_cached(monkeypatch):
     first = plan(f, *args).route
     out = f(*args)
     assert plan(f, *args).route is first  # the cached value itself
-    monkeypatch.setattr(_plan, "_PLANS", _plan.BoundedCache(4096))
+    monkeypatch.setattr(_plan, "PLANS", _plan.BoundedCache(4096))
     assert plan(f, *args).route == first
     np.testing.assert_array_equal(f(*args), out)
 
