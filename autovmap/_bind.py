@@ -91,23 +91,47 @@ class RankedArgument:
 
 @dataclasses.dataclass(slots=True)
 class BoundCall:
-    """A call bound to the parameters, with its ranked leaves in one list."""
+    """A call bound to the parameters, with its ranked leaves in one list.
+
+    A call of positional JAX arrays only (`bind_call`'s plain walk) has one ranked leaf per
+    ranked argument: it says where each came from (`positions`), and its `arguments` are made
+    only if something asks (messages, named dims). Each object made costs a call about a
+    microsecond once JAX's own work has pushed this code out of the CPU's caches.
+    """
 
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
-    arguments: list[RankedArgument]
     leaves: list[Any]  # the ranked array leaves, in argument order
     ranks: list[int]  # the rank of each
     # Per ranked leaf, `shape[:ndim - rank]`, read in the same walk as the leaves; `()` for a
     # leaf whose ndim is below its rank, the first of which is `short` (`None`: none is).
     batch_shapes: list[Shape]
     short: int | None
+    bound_arguments: list[RankedArgument] | None  # `None`: a plain call, made from `positions`
+    positions: list[int] | None = None  # plain: the position in `args` of each ranked leaf
+    params: tuple[ParamRank, ...] = ()  # plain: the parameters positional arguments fill
+
+    @property
+    def arguments(self) -> list[RankedArgument]:
+        """The ranked arguments, in order."""
+        if self.bound_arguments is None:
+            assert self.positions is not None
+            self.bound_arguments = [
+                RankedArgument(i, self.params[i], self.args[i], [self.args[i]], [0], start, None)
+                for start, i in enumerate(self.positions)
+            ]
+        return self.bound_arguments
 
     def rebuild(self, leaves: list[Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """The call's arguments with the ranked leaves replaced by `leaves`."""
         args = list(self.args)
+        if self.bound_arguments is None:  # a plain call: each leaf is its argument
+            assert self.positions is not None
+            for i, leaf in zip(self.positions, leaves):
+                args[i] = leaf
+            return tuple(args), self.kwargs
         kwargs = dict(self.kwargs) if self.kwargs else {}
-        for argument in self.arguments:
+        for argument in self.bound_arguments:
             if argument.unflatten is None:  # its own single ranked leaf (`rebuild`, inlined)
                 value = leaves[argument.start]
             else:
@@ -408,7 +432,7 @@ def bind(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Bound
                 raise _refuse_no_arrays(spec, key, value, param)
         if slots:
             arguments.append(RankedArgument(key, param, value, flat, slots, start, unflatten))
-    return BoundCall(args, kwargs, arguments, leaves, ranks, batch_shapes, short)
+    return BoundCall(args, kwargs, leaves, ranks, batch_shapes, short, arguments)
 
 
 def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> BoundCall | None:
@@ -417,48 +441,48 @@ def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     unranked, or a JAX array of exactly its rank (the call then runs as it is).
 
     A call giving exactly the positional arguments of a function whose ranks are all ints (or
-    `None`) is walked here; anything else (keywords, pytrees, NumPy arrays, Python scalars, a
-    leaf below its rank) by `bind`, which also explains what does not fit."""
+    `None`), each a JAX array (or `None`), is walked here; anything else (keywords, pytrees,
+    NumPy arrays, Python scalars, a leaf below its rank) by `bind`, which also explains what
+    does not fit. One plain loop, in one function: on Python 3.11 every comprehension or helper
+    is one more call on every call."""
     if kwargs or len(args) != spec.plain_arity:
         return bind(spec, args, kwargs)
-    # Unbatched calls cost only this loop: nothing is collected until a leaf needs more.
+    # One walk. Unbatched calls only check: nothing is made until a leaf has batch dims (or
+    # is of an array type not seen before); then the arrays before it (each of exactly its
+    # rank) are collected, and every one after it.
+    collected: tuple[list[Any], list[int], list[Shape], list[int]] | None = None
     for i, rank in spec.plain_ranked:
         value = args[i]
         if value is None:
             continue
         is_array = ARRAY_TYPES.get(type(value))  # `is_array_type`, inlined
-        if is_array and len(value.shape) == rank:
-            continue  # a JAX array of exactly its rank
-        if is_array is False:
-            return bind(spec, args, kwargs)  # NumPy arrays, Python scalars, pytrees
-        return _bind_plain(spec, args)
-    return None
-
-
-def _bind_plain(spec: CallSpec, args: tuple[Any, ...]) -> BoundCall | None:
-    """`bind_call` of a call that may have batch dims: one plain loop (on Python 3.11 every
-    comprehension costs a function call)."""
-    arguments: list[RankedArgument] = []
-    leaves: list[Any] = []
-    ranks: list[int] = []
-    batch_shapes: list[Shape] = []
-    batched = False
-    positional = spec.positional
-    for i, rank in spec.plain_ranked:
-        value = args[i]
-        if value is None:
-            continue
-        if not (ARRAY_TYPES.get(type(value)) or is_array_type(type(value))):
-            return bind(spec, args, {})  # NumPy arrays, Python scalars, pytrees
+        if is_array is None:
+            is_array = is_array_type(type(value))
+        if not is_array:
+            return bind(spec, args, kwargs)  # NumPy arrays, Python scalars, pytrees, tracers
         shape = value.shape
         if len(shape) < rank:
-            return bind(spec, args, {})  # below its rank: `bind` and `plan` explain
-        batch_shape = shape[: len(shape) - rank]
-        batched = batched or len(shape) > rank
-        arguments.append(RankedArgument(i, positional[i], value, [value], [0], len(leaves), None))
+            return bind(spec, args, kwargs)  # below its rank: `bind` and `plan` explain
+        if collected is None:
+            if len(shape) == rank:
+                continue  # a JAX array of exactly its rank
+            collected = [], [], [], []
+            for j, earlier in spec.plain_ranked:
+                if j == i:
+                    break
+                if args[j] is not None:
+                    collected[0].append(args[j])
+                    collected[1].append(earlier)
+                    collected[2].append(())
+                    collected[3].append(j)
+        leaves, ranks, batch_shapes, positions = collected
         leaves.append(value)
         ranks.append(rank)
-        batch_shapes.append(batch_shape)
-    if not batched:
-        return None  # a JAX array type seen for the first time
-    return BoundCall(args, {}, arguments, leaves, ranks, batch_shapes, None)
+        batch_shapes.append(shape[: len(shape) - rank])
+        positions.append(i)
+    if collected is None:
+        return None
+    leaves, ranks, batch_shapes, positions = collected
+    return BoundCall(
+        args, kwargs, leaves, ranks, batch_shapes, None, None, positions, spec.positional
+    )

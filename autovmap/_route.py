@@ -20,8 +20,9 @@ on each device's shard). `plan()` and a call pass the same leaves, so they get t
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import jax
@@ -40,7 +41,7 @@ from ._mesh import (
     visible_layout,
 )
 from ._plan import InAxes, Shape, VmapPlan
-from ._vmap import AxisNames, Levels, is_concrete, on_one_device
+from ._vmap import AxisNames, Levels, is_concrete, nested_vmap, on_one_device
 
 hide_from_tracebacks(__file__)
 
@@ -77,6 +78,12 @@ class Route:
     mesh: Any = dataclasses.field(default=None, repr=False)
     merged_batch_shapes: tuple[Shape, ...] | None = None
     batch_ndims: tuple[int, ...] | None = None
+
+    @functools.cached_property
+    def vmapped(self) -> Callable[..., Any]:
+        """`nested_vmap` of the levels as run, with their mesh axes and name: kept here, as the
+        plain routes are kept on their plan, so that a call does not look it up again."""
+        return nested_vmap(self.levels, self.spmd, self.axis_name)
 
     def __str__(self) -> str:
         n = self.traced_levels

@@ -70,9 +70,9 @@ def execute(route: Route, example: Example, mapped: Sequence[Any]) -> Any:
             batch + x.shape[ndim:]
             for x, batch, ndim in zip(mapped, route.merged_batch_shapes, route.batch_ndims)
         ]
-        return nested_vmap(levels)(example, tuple(_reshape_all(mapped, shapes)))
+        return route.vmapped(example, tuple(_reshape_all(mapped, shapes)))
     if kind in ("nested", "named"):
-        return nested_vmap(levels, route.spmd, route.axis_name)(example, tuple(mapped))
+        return route.vmapped(example, tuple(mapped))
     if kind == "named merged":
         return _named_merged(route, example, mapped)
     assert route.chunk_size is not None

@@ -102,6 +102,7 @@ CALLS = [
     (quad, dict(s=0, v=1, m=None), (2.0, ONES((4, 3)), np.ones((3, 3)))),  # scalar, NumPy
     (quad, dict(s=0, v=1, m=2), (2.0, np.ones((4, 3)), ONES((3, 3)))),  # NumPy: general walk
     (pair, dict(x=1, y=1), (ONES((2, 3)), None)),  # a None argument
+    (quad, dict(s=0, v=1, m=2), (ONES(()), None, ONES((2, 1, 3, 3)))),  # exact, None, batched
     (pair, dict(x=1, y=1), (ONES((2, 3)), [ONES(3), ONES((2, 3))])),  # a pytree: general walk
     (pair, dict(x=0, y=None), (ONES(5), "anything")),
 ]
@@ -130,6 +131,18 @@ def test_the_fast_walk_binds_as_the_general_walk(fn: Any, ranks: Any, args: Any)
         assert x is y or jax.tree.structure(x) == jax.tree.structure(y)
         if x is not y:
             assert all(a is b for a, b in zip(jax.tree.leaves(x), jax.tree.leaves(y)))
+    # A plain call makes its arguments only when asked: the same as the general walk's.
+    for made, bound in zip(fast.arguments, general.arguments, strict=True):
+        assert (made.key, made.param, made.slots, made.start) == (
+            bound.key,
+            bound.param,
+            bound.slots,
+            bound.start,
+        )
+        assert made.value is bound.value
+        rebuilt, expected = made.rebuild(replaced), bound.rebuild(replaced)
+        assert jax.tree.structure(rebuilt) == jax.tree.structure(expected)
+        assert all(a is b for a, b in zip(jax.tree.leaves(rebuilt), jax.tree.leaves(expected)))
 
 
 def _outcome(fn: Any, *args: Any, **kwargs: Any) -> Any:
