@@ -42,11 +42,35 @@ def pcast_varying(x: Any, axes: tuple[Any, ...]) -> Any:
     return pvary(x, axes)
 
 
-# The one private name we use: jax has no public way to mark an array weakly typed. A release
-# that moves it leaves chunked results strongly typed, nothing worse.
+# jax's private names are used where jax has no public way, each guarded (here, and
+# `fix_vmap_debug_info`; `_remember` reads two settings faster). Here: marking an array
+# weakly typed. A release that moves it leaves chunked results strongly typed, nothing worse.
 _convert_element_type: Any = getattr(
     importlib.import_module("jax._src.lax.lax"), "_convert_element_type", None
 )
+
+
+def fix_vmap_debug_info(fn: Any) -> bool:
+    """Spare `jax.vmap` of `fn` its per-call debug info, where this jax allows it; whether it did.
+
+    On every call, `jax.vmap` binds the arguments to the signature of the function it maps and
+    names each of their leaves, for its messages: about a sixth of an eager call of a one-op
+    function, at every level. `fn` here is the package's vmapped trampoline (`_vmap`) or a
+    level of its nested vmap, whose argument names mean nothing to a user. jax takes the debug
+    info a function carries (`__fun_debug_info__`, set by jax on its own wrappers) instead of
+    making one: the one given is jax's own for `fn`, with the argument names unknown (`None`,
+    which jax documents and handles). A private hook: a release without it ignores the
+    attribute (checked here once per function), and then nothing changes."""
+    try:
+        api_util: Any = importlib.import_module("jax._src.api_util")
+        fixed = api_util.debug_info("vmap", fn, (), {})._replace(arg_names=None)
+        fn.__fun_debug_info__ = fixed
+        if api_util.debug_info("vmap", fn, (None, ()), {}) is fixed:
+            return True
+    except (ImportError, AttributeError, TypeError, ValueError):  # pragma: no cover
+        pass
+    fn.__dict__.pop("__fun_debug_info__", None)  # pragma: no cover - another jax
+    return False  # pragma: no cover
 
 
 def weakly_typed(x: Any) -> Any:

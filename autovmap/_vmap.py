@@ -19,6 +19,7 @@ import jax
 import numpy as np
 from jax.core import Tracer
 
+from ._compat import fix_vmap_debug_info
 from ._errors import hide_from_tracebacks
 from ._plan import BoundedCache
 
@@ -81,9 +82,10 @@ def _call_example(example: Example, mapped_leaves: tuple[Any, ...]) -> Any:
     return example(mapped_leaves)
 
 
-# `jax.vmap` reads the signature of the function it maps on every call, for its debug info;
-# reading it once here spares every level of every call `inspect.signature`'s work.
-_call_example.__signature__ = inspect.signature(_call_example)  # type: ignore[attr-defined]
+# `jax.vmap` makes a debug info for the function it maps on every call. Made once here where
+# jax takes one (`_compat`); else its signature is read once, sparing `inspect.signature`.
+if not fix_vmap_debug_info(_call_example):  # pragma: no cover - older jax
+    _call_example.__signature__ = inspect.signature(_call_example)  # type: ignore[attr-defined]
 
 
 def mapped_levels(levels: Levels, p: int) -> list[int]:
@@ -130,6 +132,8 @@ def nested_vmap(
     if fn is None:
         fn = _call_example
         for level in reversed(range(len(levels))):
+            if fn is not _call_example:  # a level the next one maps: its debug info made once
+                fix_vmap_debug_info(fn)
             in_axes = levels[level]
             fn = jax.vmap(
                 fn,

@@ -209,3 +209,31 @@ def test_tracers_are_arrays_to_the_fast_walk() -> None:
     expected = loop(lambda a, b: (a * b).sum(-1), [a, b], [2, 1], (5,))
     assert_trees_close(outer(a, b), expected)
     assert_trees_close(jax.jit(outer)(a, b), expected)
+
+
+@pytest.mark.newest
+def test_jax_vmap_takes_the_trampolines_debug_info_made_once(monkeypatch) -> None:
+    """`jax.vmap` names the leaves of its arguments on every call, for its messages (a sixth
+    of a small eager call); our one vmapped function carries jax's own debug info for it, made
+    once, which jax takes instead. A jax that stops reading it makes every batched call slower:
+    this says so. The result and the program are those of hand-written `jax.vmap` (the
+    same-jaxpr tests), and JAX's errors inside the function read as before."""
+    from jax._src import api_util
+
+    f = auto_vmap(x=1)(lambda x: jnp.sin(x) * 2)
+    for shape in [(4, 3), (2, 4, 3), (2, 1, 4, 3)]:  # one and two levels, a squeezed dim
+        x = jnp.asarray(np.arange(np.prod(shape)).reshape(shape), jnp.float32)
+        f(x)  # the first call also compiles `jnp.sin` and friends: jax names their arguments
+        named = []
+        original = api_util._non_static_arg_names
+        monkeypatch.setattr(
+            api_util,
+            "_non_static_arg_names",
+            lambda *a, n=named, o=original, **k: n.append(1) or o(*a, **k),
+        )
+        out = f(x)
+        assert not named, f"jax.vmap named the arguments of our vmapped function ({shape})"
+        np.testing.assert_allclose(out, np.sin(np.asarray(x)) * 2, rtol=1e-6)
+        jax.vmap(lambda x: x)(x)  # the spy sees jax's own calls
+        assert named
+        monkeypatch.undo()
