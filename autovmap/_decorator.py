@@ -54,7 +54,8 @@ class BatchedCall:
     options: Options  # `check` is on only where there are jaxtyping annotations to check
     invoke: Invoke = dataclasses.field(repr=False)  # calls the function, checking if asked
     # With checks on: the callback of a call whose signature passed before, from the dim sizes
-    # its check bound (`remembered_invoker`); those callbacks are remembered per signature.
+    # its check bound (`remembered_invoker`); those callbacks are remembered per signature
+    # (`passed`), each with whether `_call` ran that signature as given.
     remembered: Callable[[Bindings], Invoke] | None = dataclasses.field(default=None, repr=False)
     passed: BoundedCache = dataclasses.field(default_factory=lambda: BoundedCache(256), repr=False)
     # The signature's outputs, compared with each example's result (`None`: not checked).
@@ -72,19 +73,24 @@ class BatchedCall:
     def __call__(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         if self.remembered is None:
             return self._call(self.invoke, args, kwargs)
-        # A call's checks depend only on what they read of it (`call_key`): checked once.
+        # A call's checks depend only on what they read of it (`call_key`): checked once. The
+        # key also holds all that `bind_call` reads (the number of arguments, keyword names,
+        # each array's type and shape, `None`s), so whether `_call` runs such a call as given
+        # (every ranked argument a JAX array of exactly its rank) is remembered with it.
         key = call_key(args, kwargs)
         if key is not None:
-            invoke = self.passed.get(key)
-            if invoke is not None:
-                return self._call(invoke, args, kwargs)
+            found = self.passed.get(key)
+            if found is not None:
+                invoke, as_given = found
+                return invoke(*args, **kwargs) if as_given else self._call(invoke, args, kwargs)
         seen, token = start_recording(self.spec)
         try:
             result = self._call(self.invoke, args, kwargs)
         finally:
             stop_recording(token)
         if key is not None and seen and seen[0] is not None:
-            self.passed.put(key, self.remembered(seen[0]))
+            as_given = self.runs_as_given and bind_call(self.spec, args, kwargs) is None
+            self.passed.put(key, (self.remembered(seen[0]), as_given))
         return result
 
     def _call(self, invoke: Invoke, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

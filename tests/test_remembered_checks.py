@@ -297,3 +297,37 @@ def test_a_remembered_call_in_a_new_thread_has_its_scope():
     thread.start()
     thread.join()
     assert answers == [[0.0, 0.0]]
+
+
+def test_a_remembered_call_runs_as_given_exactly_where_its_first_call_did():
+    """A remembered signature also remembers whether the call ran as given (every ranked
+    argument a JAX array of exactly its rank): the key holds all that decides it, so a hit
+    runs as the miss did. A NumPy array, a batch dim or a tracer is never run as given."""
+
+    def make():
+        @auto_vmap
+        def scale(x: Float[Array, "n"], k: int) -> Float[Array, "n"]:
+            return x * k if isinstance(x, jax.Array) else np.zeros(1)  # as given, or converted
+
+        return scale
+
+    f, traced_f = make(), make()
+    calls = [
+        ((jnp.ones(3), 2), True),
+        ((jnp.ones((2, 3)), 2), False),  # a batch dim
+        ((np.ones(3), 2), False),  # NumPy: converted, so not as given
+        ((jnp.ones(3), 3), True),
+    ]
+    for args, _ in calls:
+        miss = make()(*args)
+        for _ in range(2):  # the first checks and remembers, the second is a hit
+            hit = f(*args)
+            assert type(hit) is type(miss) and hit.shape == miss.shape
+            np.testing.assert_array_equal(hit, miss)
+        for _ in range(2):
+            traced = jax.jit(lambda x, k=args[1]: traced_f(x, k))(args[0])
+            np.testing.assert_array_equal(traced, miss)
+    flags = [as_given for _, as_given in f.__autovmap__.passed._entries.values()]
+    assert flags == [as_given for _, as_given in calls]
+    traced_flags = [as_given for _, as_given in traced_f.__autovmap__.passed._entries.values()]
+    assert traced_flags and not any(traced_flags)  # a tracer is not a JAX array to `bind_call`
