@@ -456,6 +456,8 @@ def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         if value is None:
             continue
         is_array = ARRAY_TYPES.get(type(value))  # `is_array_type`, inlined
+        if is_array and collected is None and len(value.shape) == rank:
+            continue  # a JAX array of exactly its rank: the whole of an unbatched call's walk
         if is_array is None:
             is_array = is_array_type(type(value))
         if not is_array:
@@ -465,7 +467,7 @@ def bind_call(spec: CallSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
             return bind(spec, args, kwargs)  # below its rank: `bind` and `plan` explain
         if collected is None:
             if len(shape) == rank:
-                continue  # a JAX array of exactly its rank
+                continue  # (an array type seen for the first time)
             collected = [], [], [], []
             for j, earlier in spec.plain_ranked:
                 if j == i:
