@@ -110,8 +110,8 @@ def diagnostics(ks: list[int]) -> list[str]:
     import _workloads as w
 
     levels = {k: w.eager_vmap_levels(k) for k in ks}
-    # merging pays from three levels saved (see `autovmap._plan._merge_levels`)
-    merging = "active" if all(v <= 1 for k, v in levels.items() if k >= 4) else "not active"
+    # merging pays from four levels saved, 5 batch dims (see `autovmap._plan._merge_levels`)
+    merging = "active" if all(v <= 1 for k, v in levels.items() if k >= 5) else "not active"
     same = {(k, mb): w.same_jaxpr_as_nested(k, mb) for k in ks for mb in (False, True)}
     bad = [f"k={k}, m {'batched' if mb else 'shared'}" for (k, mb), ok in same.items() if not ok]
     return [
