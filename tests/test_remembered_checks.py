@@ -11,6 +11,7 @@ import pytest
 from jaxtyping import Array, Float, Float32
 
 from autovmap import AnnotationCheckError, auto_vmap
+from autovmap._bind import bind_call
 from autovmap._remember import call_key
 
 # `jax.enable_x64` is newer than the jax floor (0.5.3), which has `jax.experimental.enable_x64`.
@@ -302,7 +303,8 @@ def test_a_remembered_call_in_a_new_thread_has_its_scope():
 def test_a_remembered_call_runs_as_given_exactly_where_its_first_call_did():
     """A remembered signature also remembers whether the call ran as given (every ranked
     argument a JAX array of exactly its rank): the key holds all that decides it, so a hit
-    runs as the miss did. A NumPy array, a batch dim or a tracer is never run as given."""
+    runs as the miss did. A NumPy array or a batch dim is never run as given; a tracer of its
+    rank is where `bind_call` counts it a JAX array (jax 0.5.3 does, 0.10 does not)."""
 
     def make():
         @auto_vmap
@@ -330,4 +332,9 @@ def test_a_remembered_call_runs_as_given_exactly_where_its_first_call_did():
     flags = [as_given for _, as_given in f.__autovmap__.passed._entries.values()]
     assert flags == [as_given for _, as_given in calls]
     traced_flags = [as_given for _, as_given in traced_f.__autovmap__.passed._entries.values()]
-    assert traced_flags and not any(traced_flags)  # a tracer is not a JAX array to `bind_call`
+    decided = []  # what `_call` decides for a tracer of exactly its rank, on this jax
+    jax.jit(lambda x: decided.append(bind_call(traced_f.__autovmap__.spec, (x, 2), {}) is None))(
+        jnp.ones(3)
+    )
+    # (3,) with k=2, (2, 3) with k=2; the NumPy (3,) traces as the first; (3,) with k=3
+    assert traced_flags == [decided[0], False, decided[0]]
