@@ -374,12 +374,7 @@ class OutputChecker:
         """Raise if `out`, the result of the example `args`, `kwargs`, does not fit. `sizes`
         are the named sizes of the call's arguments (those of each example); names only the
         outputs give are added to them, as every example's outputs must agree."""
-        if self.single is not None:  # one output: `_fits` without its frame (every example asks)
-            rank, dims = self.single
-            fits = _one_fits(out, rank, dims, sizes)
-        else:
-            fits = self._fits(out, sizes)
-        if not fits:  # then read afresh: `_fits` may have added names
+        if not self._fits(out, sizes):  # then read afresh: `_fits` may have added names
             sizes, _ = named_sizes(self.spec.fn, self.core, bind(self.spec, args, kwargs))
             self._check(out, sizes, args, kwargs)
 
@@ -387,9 +382,10 @@ class OutputChecker:
         """Whether `out` is one array per output, each fitting its entry: the common case,
         told without walking pytrees or building messages. Anything else (`False`) is decided
         and explained by `_check`."""
+        if self.single is not None:  # one output: no tuple to build and walk
+            rank, dims = self.single  # (unpacked here: a starred call costs more)
+            return _one_fits(out, rank, dims, sizes)
         checks = self.output_checks
-        if len(checks) == 1:  # one output: no tuple to build and walk
-            return _one_fits(out, *checks[0], sizes)
         if type(out) is not tuple or len(out) != len(checks):
             return False
         for value, (rank, dims) in zip(out, checks):
